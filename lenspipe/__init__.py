@@ -1,0 +1,3 @@
+"""lenspipe: simulation-based inference of strong gravitational lenses, as a Snakemake workflow."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+rule split:
+    input:
+        shards=expand(SHARD, shard=shard_ids()),
+    output:
+        train=directory(TRAIN_STORE),
+        test=directory(TEST_STORE),
+        normalisation=NORMALISATION,
+    log:
+        log_path("split"),
+    benchmark:
+        bench_path("split")
+    params:
+        split=config["split"],
+        seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=estimate_split_mem_mb(),
+    conda:
+        "../envs/lenspipe.yaml"
+    script:
+        "../scripts/split.py"
