@@ -53,19 +53,25 @@ def write_store(
         chunk = max(1, min(chunk_size, images.shape[0]))
         img = group.create_array("images", shape=images.shape, chunks=(chunk, *images.shape[1:]), dtype="float32", **_codecs())
         img[:] = images
-        th = group.create_array("theta", shape=theta.shape, chunks=theta.shape if theta.size else (1, 1), dtype="float32", **_codecs())
+        th = group.create_array(
+            "theta", shape=theta.shape, chunks=theta.shape if theta.size else (1, 1), dtype="float32", **_codecs()
+        )
         th[:] = theta
         table = params_table.get(list(parameter_names))
-        th.attrs.update({
-            "parameter_names": [p.name for p in table],
-            "units": [p.unit for p in table],
-            "labels": [p.label for p in table],
-        })
-        group.attrs.update({
-            **(dict(attrs) if attrs else {}),
-            "n": int(images.shape[0]),
-            "checksums": {"images": _sha256(images), "theta": _sha256(theta)},
-        })
+        th.attrs.update(
+            {
+                "parameter_names": [p.name for p in table],
+                "units": [p.unit for p in table],
+                "labels": [p.label for p in table],
+            }
+        )
+        group.attrs.update(
+            {
+                **(dict(attrs) if attrs else {}),
+                "n": int(images.shape[0]),
+                "checksums": {"images": _sha256(images), "theta": _sha256(theta)},
+            }
+        )
         if metadata is not None:
             metadata.to_parquet(tmp / METADATA_FILE, index=False)
 

@@ -27,7 +27,9 @@ def snakemake(args: list[str], cwd: Path, timeout: float = 1200, check: bool = T
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -46,3 +48,28 @@ def write_config(path: Path, config: dict) -> Path:
     """Write a config dict as YAML."""
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def dry_run_jobs(work: Path, configfile: Path) -> dict[str, list[str]]:
+    """Jobs a dry run would execute, as {rule: [wildcard strings]} (rule `all` left out)."""
+    import re
+
+    proc = snakemake(["-n", "--cores", "2", "--configfile", str(configfile)], cwd=work)
+    out = proc.stdout + proc.stderr
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not head or head.group(1) == "all":
+            continue
+        wild = re.search(r"wildcards: ([^\n]+)", block)
+        jobs.setdefault(head.group(1), []).append(wild.group(1).strip() if wild else "")
+    return {rule: sorted(w) for rule, w in jobs.items()}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny study run once to the end in a copy of the workflow: (work dir, config path)."""
+    work = copy_workflow(tmp_path_factory.mktemp("finished_run"))
+    cfg = work / "config" / "test.yaml"
+    snakemake(["--cores", "2", "--configfile", str(cfg)], cwd=work, timeout=1800)
+    return work, cfg
