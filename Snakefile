@@ -15,6 +15,13 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d{4}",
+    estimator=r"[A-Za-z0-9_]+",
+
+
 include: "rules/simulate.smk"
 include: "rules/split.smk"
 include: "rules/train.smk"

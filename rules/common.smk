@@ -1,4 +1,4 @@
-# Shared pieces: config validation, output path patterns, wildcard constraints, input/param functions.
+# Shared pieces: config validation, output path patterns, input/param functions (wildcard constraints: Snakefile).
 import sys
 
 from snakemake.utils import validate
@@ -20,18 +20,13 @@ RUN = config["run"]
 OUT = f"results/{RUN}"
 
 # Output path patterns, written once.
-SHARD = OUT + "/simulate/shard_{shard}.zarr"
-SHARD_YAML = OUT + "/simulate/shard_{shard}.deeplenstronomy.yaml"
-TRAIN_STORE = OUT + "/split/train.zarr"
-TEST_STORE = OUT + "/split/test.zarr"
-NORMALISATION = OUT + "/split/normalisation.json"
-LOG = OUT + "/logs/{rule}/{name}.log"
-BENCH = OUT + "/benchmarks/{rule}/{name}.tsv"
-
-
-wildcard_constraints:
-    shard=r"\d{4}",
-    estimator=r"[A-Za-z0-9_]+",
+SHARD = f"{OUT}/simulate/shard_{{shard}}.zarr"
+SHARD_YAML = f"{OUT}/simulate/shard_{{shard}}.deeplenstronomy.yaml"
+TRAIN_STORE = f"{OUT}/split/train.zarr"
+TEST_STORE = f"{OUT}/split/test.zarr"
+NORMALISATION = f"{OUT}/split/normalisation.json"
+LOG = f"{OUT}/logs/{{rule}}/{{name}}.log"
+BENCH = f"{OUT}/benchmarks/{{rule}}/{{name}}.tsv"
 
 
 def log_path(rule, name="all"):
@@ -73,7 +68,7 @@ def estimator_names():
 
 
 def get_final_output():
-    """Everything `rule all` builds: the whole study."""
+    """Every final output of the study (the inputs of the default target)."""
     outputs = [TRAIN_STORE, TEST_STORE, NORMALISATION]
     outputs += final_training_outputs() + final_evaluation_outputs()
     return outputs

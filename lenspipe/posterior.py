@@ -1,0 +1,254 @@
+"""Trained estimators: the estimator.pt format, loading one, and sampling it fast for many images.
+
+Contract (the evaluation stage relies on it):
+
+    est = lenspipe.posterior.load(path, device="cpu", parameter_names=None)
+    est.posterior            sbi DirectPosterior (prior = the saved prior box as BoxUniform);
+                             .sample / .sample_batched / .log_prob in physical units, raw images as x
+    est.parameter_names      tuple of names, in theta's column order
+    est.prior_box            lenspipe.priors.PriorBox
+    est.bands, est.image_shape   the images it expects: raw (not normalised), (bands, H, W)
+    est.sample_images(images, num_samples, seed, batch_size=64, offset=0, progress=False)
+        images (N, bands, H, W) raw float -> np.ndarray (N, num_samples, n_params) float32, every
+        sample inside the prior box. Each image is embedded once; the flow's noise for image i comes
+        from its own generator seeded by derive_seed(seed, offset + i), so results do not depend on
+        batch_size (pass offset = index of images[0] when sampling a larger set in pieces).
+    est.log_prob_images(images, theta)
+        theta (N, S, n_params) or (N, n_params) -> np.ndarray (N, S) or (N,) float32: the
+        normalised posterior log density in physical units; -inf outside the prior box.
+
+Errors: a missing or unreadable file, an estimator trained for other parameters than
+`parameter_names`, or images of the wrong shape raise lenspipe.errors.DataError naming the file.
+The flow lives in the prior box's unconstrained space (lenspipe.estimators.BoundedEstimator), so
+there is no leakage: sbi's rejection step accepts every sample and its leakage correction is 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lenspipe.embedding import EmbeddingSettings, build_embedding_net
+from lenspipe.errors import ConfigError, DataError
+from lenspipe.estimators import BoundedEstimator, EstimatorSettings, density_estimator_builder, reference_theta
+from lenspipe.priors import PriorBox
+from lenspipe.seeds import derive_seed
+
+FORMAT = "lenspipe.estimator/1"
+MAX_ROWS = 1 << 18  # (image, sample) rows per flow call in sample_images: bounds the memory
+
+
+def build_estimator(
+    settings: EstimatorSettings,
+    embedding: EmbeddingSettings,
+    box: PriorBox,
+    image_shape: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    theta: torch.Tensor,
+    x: torch.Tensor,
+) -> BoundedEstimator:
+    """Embedding net + bounded flow, built from reference pairs (shapes, theta z-scoring)."""
+    net = build_embedding_net(embedding, image_shape, mean, std)
+    return density_estimator_builder(settings, net, box)(theta, x)
+
+
+def estimator_record(
+    estimator: BoundedEstimator,
+    settings: EstimatorSettings,
+    embedding: EmbeddingSettings,
+    parameter_names: Sequence[str],
+    box: PriorBox,
+    normalisation: Mapping[str, Any],
+    image_shape: Sequence[int],
+    training: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Everything to rebuild a trained estimator, in types torch.load(weights_only=True) accepts."""
+    return {
+        "format": FORMAT,
+        "estimator": settings.name,
+        "estimator_settings": settings.as_dict(),
+        "embedding": embedding.as_dict(),
+        "parameter_names": list(parameter_names),
+        "prior_box": box.as_dict(),
+        "normalisation": dict(normalisation),
+        "bands": list(normalisation["bands"]),
+        "image_shape": [int(s) for s in image_shape],
+        "training": dict(training),
+        "state_dict": {k: v.detach().cpu() for k, v in estimator.state_dict().items()},
+    }
+
+
+def save(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
+    """Write an estimator record atomically."""
+    from lenspipe.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(dict(record), tmp)
+
+
+def from_record(record: Mapping[str, Any]) -> BoundedEstimator:
+    """Rebuild the estimator of a record and load its weights (the caller's RNG state is left alone)."""
+    settings = EstimatorSettings.from_config(record["estimator"], record["estimator_settings"])
+    embedding = EmbeddingSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["embedding"].items()})
+    box = PriorBox.from_dict(record["prior_box"])
+    shape = [int(s) for s in record["image_shape"]]
+    norm = record["normalisation"]
+    theta = reference_theta(box)
+    x = torch.zeros(theta.shape[0], *shape)
+    with torch.random.fork_rng(devices=[]):
+        estimator = build_estimator(settings, embedding, box, shape, norm["mean"], norm["std"], theta, x)
+    estimator.load_state_dict(record["state_dict"])
+    return estimator.eval()
+
+
+class TrainedEstimator:
+    """A trained estimator on a device: the sbi posterior, and fast batched sampling for many images."""
+
+    def __init__(self, path: Path, record: Mapping[str, Any], estimator: BoundedEstimator,
+                 device: torch.device) -> None:
+        self.path = path
+        self.name: str = record["estimator"]
+        self.settings: dict[str, Any] = dict(record["estimator_settings"])
+        self.parameter_names: tuple[str, ...] = tuple(record["parameter_names"])
+        self.prior_box = PriorBox.from_dict(record["prior_box"])
+        self.bands: tuple[str, ...] = tuple(record["bands"])
+        self.image_shape: tuple[int, ...] = tuple(int(s) for s in record["image_shape"])
+        self.normalisation: dict[str, Any] = dict(record["normalisation"])
+        self.training: dict[str, Any] = dict(record.get("training", {}))
+        self.estimator = estimator
+        self.device = device
+        self._noise_ok = estimator.supports_noise()
+
+    @cached_property
+    def posterior(self):  # noqa: ANN201 - sbi's DirectPosterior, imported lazily
+        """sbi's posterior: the trained estimator with the saved prior box as prior."""
+        from sbi.inference.posteriors import DirectPosterior
+
+        return DirectPosterior(posterior_estimator=self.estimator, prior=self.prior_box.sbi_prior(str(self.device)),
+                               device=str(self.device))
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """Images as float32 (N, bands, H, W); another shape is a DataError naming this estimator."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise DataError(self.path, f"images of shape {tuple(images.shape)} given, this estimator expects "
+                                       f"(N, {', '.join(map(str, self.image_shape))}) (bands {', '.join(self.bands)})")
+        if not np.isfinite(images).all():
+            raise DataError(self.path, "images given to the estimator contain NaN or inf pixels")
+        return images
+
+    def sample_images(self, images: np.ndarray, num_samples: int, seed: int, batch_size: int = 64,
+                      offset: int = 0, progress: bool = False) -> np.ndarray:
+        """Posterior samples (N, num_samples, n_params) float32 for raw images (N, bands, H, W)."""
+        from tqdm import tqdm
+
+        images = self.check_images(images)
+        n, d = images.shape[0], len(self.parameter_names)
+        out = np.empty((n, num_samples, d), dtype=np.float32)
+        starts = range(0, n, batch_size)
+        with torch.no_grad():
+            for start in tqdm(starts, desc=f"sampling {self.name}", unit="batch", disable=not progress):
+                x = torch.from_numpy(images[start : start + batch_size]).to(self.device)
+                first = offset + start
+                if self._noise_ok:
+                    out[start : start + len(x)] = self._sample_from_noise(x, num_samples, seed, first)
+                else:
+                    out[start : start + len(x)] = self._sample_generic(x, num_samples, seed, first)
+        return out
+
+    def _sample_from_noise(self, x: torch.Tensor, num_samples: int, seed: int, first: int) -> np.ndarray:
+        d = len(self.parameter_names)
+        context = self.estimator.embed(x)
+        noise = torch.cat([
+            torch.randn(num_samples, d, generator=self._generator(seed, first + i), device=self.device)
+            for i in range(len(x))
+        ])
+        rows = context.repeat_interleave(num_samples, dim=0)
+        theta = torch.cat([
+            self.estimator.sample_from_noise(noise[r : r + MAX_ROWS], rows[r : r + MAX_ROWS])
+            for r in range(0, noise.shape[0], MAX_ROWS)
+        ])
+        return theta.reshape(len(x), num_samples, d).cpu().numpy()
+
+    def _sample_generic(self, x: torch.Tensor, num_samples: int, seed: int, first: int) -> np.ndarray:
+        """Flows without a standard-normal base (e.g. mdn): sbi's sampler per image, seeded per image."""
+        out = []
+        devices = [self.device] if self.device.type == "cuda" else []
+        for i in range(len(x)):
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(derive_seed(seed, first + i))
+                out.append(self.estimator.sample(torch.Size([num_samples]), x[i : i + 1])[:, 0])
+        return torch.stack(out).cpu().numpy()
+
+    def _generator(self, seed: int, index: int) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(derive_seed(seed, index))
+        return gen
+
+    def log_prob_images(self, images: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """log p(theta | image) (N, S) for theta (N, S, n_params) (or (N,) for (N, n_params)); -inf outside the box."""
+        images = self.check_images(images)
+        theta = np.asarray(theta, dtype=np.float32)
+        single = theta.ndim == 2
+        if single:
+            theta = theta[:, None, :]
+        if theta.ndim != 3 or theta.shape[0] != images.shape[0] or theta.shape[2] != len(self.parameter_names):
+            raise ValueError(f"theta must be (N={images.shape[0]}, S, {len(self.parameter_names)}), got {theta.shape}")
+        n, s, d = theta.shape
+        out = np.empty((n, s), dtype=np.float32)
+        inside = self.prior_box.contains(theta)
+        with torch.no_grad():
+            for i in range(n):
+                x = torch.from_numpy(images[i : i + 1]).to(self.device)
+                th = torch.from_numpy(np.where(inside[i][:, None], theta[i], self._centre())).to(self.device)
+                if self._noise_ok:
+                    context = self.estimator.embed(x).expand(s, -1)
+                    lp = self.estimator.log_prob_from_context(th, context)
+                else:
+                    lp = self.estimator.log_prob(th[:, None, :], x)[:, 0]
+                out[i] = lp.cpu().numpy()
+        out[~inside] = -np.inf
+        return out[:, 0] if single else out
+
+    def _centre(self) -> np.ndarray:
+        return ((np.asarray(self.prior_box.low) + np.asarray(self.prior_box.high)) / 2).astype(np.float32)
+
+
+def load(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+         parameter_names: Sequence[str] | None = None) -> TrainedEstimator:
+    """Load a trained estimator (estimator.pt) onto `device`; `parameter_names`: what the config asks for."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "no trained estimator here (expected the train rule's estimator.pt)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(path, f"not a readable estimator file ({type(exc).__name__}: {first})") from exc
+    if not isinstance(record, Mapping) or record.get("format") != FORMAT:
+        raise DataError(path, f"not a lenspipe estimator (expected format {FORMAT})")
+    if parameter_names is not None and list(parameter_names) != list(record["parameter_names"]):
+        raise DataError(path, f"trained for parameters {list(record['parameter_names'])}, the config asks for "
+                              f"{list(parameter_names)} (names and order): retrain it")
+    device = _device(device)
+    try:
+        estimator = from_record(record).to(device)
+    except (ConfigError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise DataError(path, f"cannot rebuild the estimator ({type(exc).__name__}: {first})") from exc
+    return TrainedEstimator(path, record, estimator, device)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if isinstance(device, str) and device in ("auto", "cuda"):
+        from lenspipe.device import resolve_device
+
+        return resolve_device(device, "warn")
+    return torch.device(device)
