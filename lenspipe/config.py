@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from lenspipe.errors import ConfigError
+from lenspipe.flows import known_flows
 
 # Bands whose observing conditions each survey defines (deeplenstronomy's survey tables).
 SURVEY_BANDS: dict[str, tuple[str, ...]] = {"delve": ("g", "r", "i", "z")}
@@ -127,6 +128,11 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     n_test = n_test_images(sim["n_images"], frac)
     if n_test < 1 or sim["n_images"] - n_test < 2:
         raise ConfigError("split.test_fraction", f"at least 1 test and 2 training images out of {sim['n_images']}", frac)
+    flows = known_flows()
+    for name, entry in config["estimators"].items():
+        if entry["flow"] not in flows:
+            raise ConfigError(f"estimators.{name}.flow", "an sbi flow or coupling_resnet (" + ", ".join(flows) + ")",
+                              entry["flow"])
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)

@@ -32,13 +32,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
 from lenspipe.errors import ConfigError
+from lenspipe.flows import NOT_FOR_IMAGES
 from lenspipe.priors import PriorBox
 
 Builder = Callable[[Tensor, Tensor], ConditionalDensityEstimator]
 
-# sbi flow names that do not fit this problem (mixed discrete data; a foundation model without embedding).
-NOT_FOR_IMAGES = {"mnle": "mixed discrete/continuous data", "mnpe": "mixed discrete/continuous data",
-                  "tabpfn": "a tabular foundation model without an image embedding net"}
 Z_SCORE_CHOICES = ("none", "independent", "structured")
 # Settings lenspipe sets itself: the embedding net and the unconstrained space.
 RESERVED = ("embedding_net", "x_dist", "z_score_y")

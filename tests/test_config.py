@@ -45,6 +45,8 @@ BAD = [
     ("simulation.lens.colours", {"g": 1.0, "r": 0.5}, "simulation.lens.colours: expected a colour for every band"),
     ("training.batch_size", 2.5, "training.batch_size: expected an integer (got 2.5)"),
     ("evaluation.corner_images", [0, 99], "evaluation.corner_images: expected indices of test images (< 12) (got 99)"),
+    ("estimators.maf.flow", "realnvp",
+     "estimators.maf.flow: expected an sbi flow or coupling_resnet (coupling_resnet, made, maf"),
     ("simulation.pixelscale", 0.2, "simulation.pixelscale: expected one of the known keys"),
 ]
 

@@ -42,6 +42,18 @@ def test_every_sbi_flow_and_coupling_resnet_are_allowed() -> None:
     assert "mnle" not in names and "mnpe" not in names
 
 
+def test_light_flow_list_matches_sbi_and_the_registry() -> None:
+    """lenspipe.flows (checked at config time, without sbi) must list exactly what the registry accepts."""
+    from sbi.neural_nets.factory import model_builders
+
+    from lenspipe.estimators import CUSTOM_FLOWS
+    from lenspipe.flows import LENSPIPE_FLOWS, NOT_FOR_IMAGES, SBI_FLOWS, known_flows
+
+    assert set(SBI_FLOWS) | set(NOT_FOR_IMAGES) == set(model_builders)
+    assert set(LENSPIPE_FLOWS) == set(CUSTOM_FLOWS)
+    assert known_flows() == allowed_flows()
+
+
 def test_unknown_flow_names_the_key_and_the_choices() -> None:
     with pytest.raises(ConfigError) as info:
         EstimatorSettings.from_config("fancy", {"flow": "realnvp", "num_transforms": 4})

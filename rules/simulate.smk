@@ -1,0 +1,15 @@
+rule simulate:
+    output:
+        store=directory(SHARD),
+        yaml=SHARD_YAML,
+    log:
+        log_path("simulate", "{shard}"),
+    benchmark:
+        bench_path("simulate", "{shard}")
+    params:
+        settings=simulate_params,
+    threads: 1
+    conda:
+        "../envs/lenspipe.yaml"
+    script:
+        "../scripts/simulate.py"
