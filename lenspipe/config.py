@@ -7,7 +7,8 @@ so a bad config stops the run before any job starts, without a traceback.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,33 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)
+
+
+def check_targets(targets: Iterable[str], out: str, estimators: Iterable[str]) -> None:
+    """Paths on the command line (targets) that name an estimator the config does not have."""
+    known = list(estimators)
+    pattern = re.compile(rf"^{re.escape(out)}/(?:train|sample|evaluate)/([^/]+)/")
+    for target in targets:
+        match = pattern.match(str(target))
+        if match and match.group(1) not in known:
+            raise ConfigError("estimators", f"an estimator of the config ({', '.join(known)}) in target {target}",
+                              match.group(1))
+
+
+def missing_configfiles(argv: Sequence[str]) -> list[str]:
+    """Config files named by --configfile(s) on a Snakemake command line that do not exist."""
+    files, taking = [], False
+    for arg in argv:
+        if arg in ("--configfile", "--configfiles"):
+            taking = True
+        elif arg.startswith(("--configfile=", "--configfiles=")):
+            files.append(arg.split("=", 1)[1])
+            taking = False
+        elif taking and not arg.startswith("-"):
+            files.append(arg)
+        else:
+            taking = False
+    return [f for f in files if not Path(f).is_file()]
 
 
 def n_test_images(n_images: int, test_fraction: float) -> int:

@@ -3,13 +3,14 @@ import sys
 
 from snakemake.utils import validate
 
-from lenspipe.config import check_config
+from lenspipe.config import check_config, check_targets
 from lenspipe.errors import ConfigError
 from lenspipe.seeds import shard_seed
 
 # One clear line and no traceback for a bad config, before any job starts.
 try:
     check_config(config, schema=workflow.source_path("../config/schema.yaml"))
+    check_targets(sys.argv[1:], f"results/{config['run']}", config["estimators"])
 except ConfigError as exc:
     sys.stderr.write(f"lenspipe: {exc}\n")
     sys.exit(1)

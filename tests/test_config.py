@@ -77,3 +77,24 @@ def test_workflow_stops_with_one_line(tmp_path, tiny_config: dict) -> None:
     assert "lenspipe: config error: priors.e2.min: expected a minimum below the maximum -0.3 (got 0.3)" in err
     assert "Traceback" not in err
     assert not (work / "results").exists()
+
+
+def test_missing_config_file_on_the_command_line(tmp_path) -> None:
+    work = copy_workflow(tmp_path)
+    proc = snakemake(["-n", "--configfile", "config/nope.yaml"], cwd=work, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0
+    assert err.endswith("lenspipe: config error: --configfile: expected an existing YAML config file "
+                        "(got 'config/nope.yaml': no such file)")
+    assert "Traceback" not in err
+
+
+def test_unknown_estimator_target_names_the_estimators(tmp_path) -> None:
+    work = copy_workflow(tmp_path)
+    proc = snakemake(["results/test/train/foo/estimator.pt", "-n", "--configfile", "config/test.yaml"], cwd=work,
+                     check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0
+    assert err.endswith("lenspipe: config error: estimators: expected an estimator of the config "
+                        "(maf, nsf, nsf_16x512, coupling_resnet) in target results/test/train/foo/estimator.pt (got 'foo')")
+    assert "Traceback" not in err
