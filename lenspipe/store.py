@@ -24,7 +24,7 @@ METADATA_FILE = "metadata.parquet"
 CHUNK_IMAGES = 256
 
 
-def _codecs() -> dict[str, Any]:
+def zarr_codecs() -> dict[str, Any]:
     from zarr.codecs import ZstdCodec
 
     return {"compressors": ZstdCodec(level=1, checksum=True)}
@@ -51,10 +51,12 @@ def write_store(
     with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         chunk = max(1, min(chunk_size, images.shape[0]))
-        img = group.create_array("images", shape=images.shape, chunks=(chunk, *images.shape[1:]), dtype="float32", **_codecs())
+        img = group.create_array(
+            "images", shape=images.shape, chunks=(chunk, *images.shape[1:]), dtype="float32", **zarr_codecs()
+        )
         img[:] = images
         th = group.create_array(
-            "theta", shape=theta.shape, chunks=theta.shape if theta.size else (1, 1), dtype="float32", **_codecs()
+            "theta", shape=theta.shape, chunks=theta.shape if theta.size else (1, 1), dtype="float32", **zarr_codecs()
         )
         th[:] = theta
         table = params_table.get(list(parameter_names))
@@ -80,7 +82,7 @@ def _sha256(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _sha256_chunked(array: Any, step: int) -> str:
+def sha256_chunked(array: Any, step: int) -> str:
     digest = hashlib.sha256()
     for start in range(0, array.shape[0], step):
         digest.update(np.ascontiguousarray(array[start : start + step]).tobytes())
@@ -163,7 +165,7 @@ def verify_store(store: Store) -> None:
     if _sha256(store.theta) != expected["theta"]:
         raise DataError(store.path, "theta does not match its checksum (damaged or missing chunk)")
     try:
-        got = _sha256_chunked(store.images, step=int(store.images.chunks[0]))
+        got = sha256_chunked(store.images, step=int(store.images.chunks[0]))
     except Exception as exc:
         raise DataError(store.path, f"cannot read images ({type(exc).__name__}: {exc})") from exc
     if got != expected["images"]:

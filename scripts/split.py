@@ -1,17 +1,14 @@
 """Snakemake script of rule `split`: shards -> train/test stores and normalisation statistics."""
 
-import logging
-import sys
+from lenspipe.jobs import job
 
-sys.stderr = open(snakemake.log[0], "w")  # noqa: F821, SIM115
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+with job(snakemake.log[0]):  # noqa: F821 - stderr and logging to the job's log, errors as one line
+    from lenspipe.split import SplitSettings, split_shards
 
-from lenspipe.split import SplitSettings, split_shards  # noqa: E402
-
-split_shards(
-    snakemake.input.shards,  # noqa: F821
-    snakemake.output.train,  # noqa: F821
-    snakemake.output.test,  # noqa: F821
-    snakemake.output.normalisation,  # noqa: F821
-    SplitSettings.from_params(snakemake.params.split, snakemake.params.seed),  # noqa: F821
-)
+    split_shards(
+        snakemake.input.shards,  # noqa: F821
+        snakemake.output.train,  # noqa: F821
+        snakemake.output.test,  # noqa: F821
+        snakemake.output.normalisation,  # noqa: F821
+        SplitSettings.from_params(snakemake.params.split, snakemake.params.seed),  # noqa: F821
+    )

@@ -1,0 +1,176 @@
+"""Posterior samples for every test image: drawn in image batches with a trained estimator, stored in Zarr.
+
+The samples store holds `samples` (n_test, n_samples, n_params) float32 in physical units, with the
+parameter names, units, prior box and seed as attributes, and a SHA-256 checksum checked on open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lenspipe import atomic
+from lenspipe import parameters as params_table
+from lenspipe.errors import ConfigError, DataError
+from lenspipe.priors import PriorBox
+from lenspipe.seeds import derive_seed
+from lenspipe.store import open_store, sha256_chunked, zarr_codecs
+
+log = logging.getLogger(__name__)
+
+# (image, sample) rows per sample_images call: one progress step and one Zarr chunk (3 MB of float32 for
+# 6 parameters); large batches let a multi-threaded CPU or a GPU work on many images at once. How the flow
+# itself is chunked within a call is lenspipe.posterior's choice (MAX_ROWS).
+ROWS_PER_BATCH = 2**17
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """How many posterior samples per test image, the seed of the sampling, and where it runs (auto: GPU if usable)."""
+
+    num_samples: int
+    seed: int
+    device: str = "auto"
+    threads: int = 1
+
+    @classmethod
+    def from_params(cls, num_samples: int, global_seed: int, estimator: str, threads: int = 1) -> SampleSettings:
+        """Settings of one estimator's sampling job; the seed is derived from the global one and the name."""
+        if int(num_samples) < 1:
+            raise ConfigError("evaluation.num_samples", "at least 1 posterior sample per image", num_samples)
+        return cls(int(num_samples), derive_seed(global_seed, "sample", estimator), threads=int(threads))
+
+    @property
+    def images_per_batch(self) -> int:
+        """Test images sampled together in one sample_images call."""
+        return max(1, ROWS_PER_BATCH // self.num_samples)
+
+
+@dataclass
+class SampleSet:
+    """An opened samples store: `samples` loaded as (n_test, n_samples, n_params) float32."""
+
+    path: Path
+    samples: np.ndarray
+    parameter_names: list[str]
+    prior_box: PriorBox
+    attrs: dict[str, Any]
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.samples.shape[1])
+
+
+def sample_test_set(
+    estimator_path: str | os.PathLike[str],
+    test_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    timing_path: str | os.PathLike[str],
+    settings: SampleSettings,
+    estimator: str = "",
+) -> dict[str, Any]:
+    """Draw `settings.num_samples` posterior samples for every test image into a Zarr store; returns the timing."""
+    import torch
+    import zarr
+    from tqdm.auto import tqdm
+
+    from lenspipe import posterior
+
+    torch.set_num_threads(settings.threads)
+    start_all = time.perf_counter()
+    est = posterior.load(estimator_path, device=settings.device)
+    device = str(getattr(est, "device", settings.device))
+    test = open_store(test_path, verify=True)
+    names = list(est.parameter_names)
+    if names != list(test.parameter_names):
+        raise DataError(estimator_path, f"estimator infers {names}, the test store holds {test.parameter_names}")
+    n, s, p = len(test), settings.num_samples, len(names)
+    if n == 0:
+        raise DataError(test_path, "the test store holds no images")
+    box = est.prior_box
+    batch = settings.images_per_batch
+    digest = hashlib.sha256()
+    sampling_s = 0.0
+    with atomic.atomic_path(output) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        arr = group.create_array("samples", shape=(n, s, p), chunks=(min(batch, n), s, p), dtype="float32",
+                                 **zarr_codecs())
+        for first in tqdm(range(0, n, batch), desc=f"sampling {estimator or 'posterior'}", unit="batch",
+                          total=-(-n // batch)):
+            images = test.load_images(slice(first, first + batch))
+            t0 = time.perf_counter()
+            # per-image noise seeded from (seed, index of the image): samples do not depend on the batching
+            draws = est.sample_images(images, num_samples=s, seed=settings.seed, batch_size=batch, offset=first)
+            sampling_s += time.perf_counter() - t0
+            draws = _checked(draws, (len(images), s, p), box, estimator_path, first)
+            arr[first : first + len(images)] = draws
+            digest.update(draws.tobytes())
+        table = params_table.get(names)
+        group.attrs.update({
+            "parameter_names": names,
+            "units": [q.unit for q in table],
+            "labels": [q.label for q in table],
+            "prior_box": box.as_dict(),
+            "estimator": estimator,
+            "seed": settings.seed,
+            "images_per_batch": batch,
+            "checksum": digest.hexdigest(),
+        })
+    wall = time.perf_counter() - start_all
+    timing = {
+        "estimator": estimator,
+        "n_images": n,
+        "num_samples": s,
+        "images_per_batch": batch,
+        "device": device,
+        "threads": settings.threads,
+        "sampling_s": sampling_s,
+        "wall_time_s": wall,
+        "samples_per_s": n * s / sampling_s if sampling_s > 0 else float("inf"),
+    }
+    atomic.write_json(timing_path, timing)
+    log.info("%d images x %d samples in %.1f s (%.0f samples/s)", n, s, sampling_s, timing["samples_per_s"])
+    return timing
+
+
+def _checked(draws: Any, shape: tuple[int, ...], box: PriorBox, source: Any, first: int) -> np.ndarray:
+    """The estimator's draws as float32, after checking their shape, finiteness and the prior box."""
+    draws = np.ascontiguousarray(draws, dtype=np.float32)
+    if draws.shape != shape:
+        raise DataError(source, f"sample_images returned shape {draws.shape}, expected {shape} (images from {first})")
+    if not np.all(np.isfinite(draws)):
+        raise DataError(source, f"non-finite posterior samples for test images from {first}")
+    outside = int((~box.contains(draws)).sum())
+    if outside:
+        raise DataError(source, f"{outside} posterior samples outside the prior box (test images from {first})")
+    return draws
+
+
+def open_samples(path: str | os.PathLike[str], verify: bool = True) -> SampleSet:
+    """Load a samples store, checking its layout and (if `verify`) its checksum."""
+    import zarr
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(path, "samples store not found (expected a Zarr directory written by rule sample)")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        arr = group["samples"]
+        samples = np.asarray(arr[:], dtype=np.float32)
+        names = list(attrs["parameter_names"])
+        box = PriorBox.from_dict(attrs["prior_box"])
+    except Exception as exc:  # zarr raises many kinds on damaged stores
+        raise DataError(path, f"truncated or damaged samples store ({type(exc).__name__}: {exc})") from exc
+    if samples.ndim != 3 or samples.shape[2] != len(names):
+        raise DataError(path, f"samples of shape {samples.shape} do not match {len(names)} parameters")
+    if verify and sha256_chunked(samples, step=max(1, int(arr.chunks[0]))) != attrs.get("checksum"):
+        raise DataError(path, "samples do not match their checksum (damaged or missing chunk)")
+    return SampleSet(path, samples, names, box, attrs)

@@ -1,0 +1,49 @@
+# Evaluation per estimator: posterior samples for every test image, then metrics and figures from them.
+
+
+include: "evaluate_paths.smk"
+
+
+rule sample:
+    input:
+        estimator=ESTIMATOR_FILE,
+        test=TEST_STORE,
+    output:
+        samples=directory(SAMPLES),
+        timing=SAMPLE_TIMING,
+    log:
+        LOG.format(rule="sample", name="{estimator}"),
+    benchmark:
+        BENCH.format(rule="sample", name="{estimator}")
+    params:
+        num_samples=config["evaluation"]["num_samples"],
+        seed=config["seed"],
+    threads: 4
+    conda:
+        "../envs/lenspipe.yaml"
+    script:
+        "../scripts/sample.py"
+
+
+rule evaluate:
+    input:
+        samples=SAMPLES,
+        test=TEST_STORE,
+        epochs=EPOCHS,
+    output:
+        csv=metrics_table(),
+        json=METRICS_JSON,
+        **evaluation_figures(),
+    log:
+        LOG.format(rule="evaluate", name="{estimator}"),
+    benchmark:
+        BENCH.format(rule="evaluate", name="{estimator}")
+    params:
+        sbc_samples=config["evaluation"]["sbc_samples"],
+        corner_images=config["evaluation"]["corner_images"],
+        seed=config["seed"],
+    threads: 1
+    conda:
+        "../envs/lenspipe.yaml"
+    script:
+        "../scripts/evaluate.py"
