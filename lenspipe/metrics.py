@@ -68,8 +68,8 @@ class EvaluationOutputs:
 
     @classmethod
     def from_named(cls, output: Any) -> EvaluationOutputs:
-        """From Snakemake's named outputs: csv, json, and one entry per figure."""
-        figures = {name: [str(p) for p in files] for name, files in output.items() if name not in ("csv", "json")}
+        """From Snakemake's named outputs: csv, json, provenance (written by lenspipe.jobs), one entry per figure."""
+        figures = {name: [str(p) for p in files] for name, files in output.items() if name not in ("csv", "json", "provenance")}
         return cls(str(output.csv), str(output.json), figures)
 
 

@@ -18,3 +18,16 @@ def derive_seed(global_seed: int, *keys: object) -> int:
 def shard_seed(global_seed: int, shard: int) -> int:
     """Seed of simulation shard `shard`."""
     return derive_seed(global_seed, "simulate", int(shard))
+
+
+def job_seeds(rule: str, global_seed: int, wildcards: dict[str, str]) -> dict[str, int]:
+    """The seeds a job of `rule` derives (recorded in its provenance JSON)."""
+    g = int(global_seed)
+    est = wildcards.get("estimator", "")
+    return {
+        "simulate": lambda: {"shard": shard_seed(g, int(wildcards.get("shard", 0)))},
+        "split": lambda: {"split": derive_seed(g, "split")},
+        "train": lambda: {"train": derive_seed(g, "train", est), "validation": derive_seed(g, "train", "validation")},
+        "sample": lambda: {"sample": derive_seed(g, "sample", est)},
+        "evaluate": lambda: {"metrics": derive_seed(g, "metrics")},
+    }.get(rule, dict)()

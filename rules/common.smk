@@ -23,6 +23,8 @@ OUT = f"results/{RUN}"
 # Output path patterns, written once.
 SHARD = f"{OUT}/simulate/shard_{{shard}}.zarr"
 SHARD_YAML = f"{OUT}/simulate/shard_{{shard}}.deeplenstronomy.yaml"
+SHARD_PROVENANCE = f"{OUT}/simulate/shard_{{shard}}.provenance.json"
+SPLIT_PROVENANCE = f"{OUT}/split/provenance.json"
 TRAIN_STORE = f"{OUT}/split/train.zarr"
 TEST_STORE = f"{OUT}/split/test.zarr"
 NORMALISATION = f"{OUT}/split/normalisation.json"

@@ -10,6 +10,7 @@ rule compare:
     output:
         tables=comparison_tables(),
         figure=comparison_figure(),
+        provenance=COMPARE_PROVENANCE,
     log:
         log_path("compare"),
     benchmark:

@@ -11,6 +11,7 @@ rule sample:
     output:
         samples=directory(SAMPLES),
         timing=SAMPLE_TIMING,
+        provenance=SAMPLE_PROVENANCE,
     log:
         LOG.format(rule="sample", name="{estimator}"),
     benchmark:
@@ -33,6 +34,7 @@ rule evaluate:
     output:
         csv=metrics_table(),
         json=METRICS_JSON,
+        provenance=EVALUATE_PROVENANCE,
         **evaluation_figures(),
     log:
         LOG.format(rule="evaluate", name="{estimator}"),

@@ -11,6 +11,9 @@ METRICS_JSON = f"{OUT}/evaluate/{{estimator}}/metrics.json"
 FIGURE = f"{OUT}/evaluate/{{estimator}}/figures/{{figure}}.{{ext}}"
 COMPARE_TABLE = f"{OUT}/compare/{{table}}.{{ext}}"
 COMPARE_FIGURE = f"{OUT}/compare/comparison.{{ext}}"
+SAMPLE_PROVENANCE = f"{OUT}/sample/{{estimator}}/provenance.json"
+EVALUATE_PROVENANCE = f"{OUT}/evaluate/{{estimator}}/provenance.json"
+COMPARE_PROVENANCE = f"{OUT}/compare/provenance.json"
 
 
 def figure_files(figure, caption):

@@ -2,6 +2,7 @@ rule simulate:
     output:
         store=directory(SHARD),
         yaml=SHARD_YAML,
+        provenance=SHARD_PROVENANCE,
     log:
         log_path("simulate", "{shard}"),
     benchmark:

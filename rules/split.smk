@@ -5,6 +5,7 @@ rule split:
         train=directory(TRAIN_STORE),
         test=directory(TEST_STORE),
         normalisation=NORMALISATION,
+        provenance=SPLIT_PROVENANCE,
     log:
         log_path("split"),
     benchmark:

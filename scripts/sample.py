@@ -2,7 +2,7 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake.log[0]):  # noqa: F821 - stderr and logging to the job's log, errors as one line
+with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
     from lenspipe.sample import SampleSettings, sample_test_set
 
     sample_test_set(
