@@ -41,7 +41,7 @@ def test_every_stage_output(finished_run: tuple[Path, Path]) -> None:
         samples = zarr.open_group(str(out / f"sample/{est}/samples.zarr"), mode="r")["samples"]
         assert samples.shape == (12, 200, 6)
         metrics = pd.read_csv(out / f"evaluate/{est}/metrics.csv")
-        assert list(metrics["parameter"]) == train.parameter_names
+        assert list(metrics["parameter"]) == [*train.parameter_names, "joint"]  # joint: TARP over all parameters
         for fig in ("predicted_vs_true", "residuals", "coverage", "sbc_ranks", "loss", "corner_0", "corner_1"):
             for ext in ("pdf", "png"):
                 assert (out / f"evaluate/{est}/figures/{fig}.{ext}").stat().st_size > 1000
