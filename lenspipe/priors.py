@@ -34,7 +34,7 @@ def einstein_radius(sigma_v, z_l, z_s, cosmology: Cosmology):  # noqa: ANN001, A
     z_l = np.asarray(z_l, dtype=float)
     z_s = np.asarray(z_s, dtype=float)
     d_s = cosmo.angular_diameter_distance(z_s).value
-    d_ls = cosmo.angular_diameter_distance_z1z2(z_l, z_s).value
+    d_ls = cosmo.angular_diameter_distance(z_l, z_s).value
     return 4.0 * np.pi * (np.asarray(sigma_v, dtype=float) / C_KM_S) ** 2 * d_ls / d_s * RAD_TO_ARCSEC
 
 
