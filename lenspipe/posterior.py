@@ -41,7 +41,7 @@ from lenspipe.priors import PriorBox
 from lenspipe.seeds import derive_seed
 
 FORMAT = "lenspipe.estimator/1"
-MAX_ROWS = 1 << 18  # (image, sample) rows per flow call in sample_images: bounds the memory
+MAX_ROWS = 1 << 13  # (image, sample) rows per flow call in sample_images: cache-sized (2^18 rows ran 1.7x slower on CPU)
 
 
 def build_estimator(
