@@ -7,8 +7,8 @@ plain processes, since the test machines have no systemd, and are stopped by the
 Command line, for working on the SLURM test by hand (as root):
 
     python tests/slurm/slurm_cluster.py install          # apt-get the four Debian packages
-    python tests/slurm/slurm_cluster.py up /tmp/cl       # start; prints `export SLURM_CONF=...`
-    python tests/slurm/slurm_cluster.py down /tmp/cl     # stop the daemons recorded in /tmp/cl/pids.json
+    python tests/slurm/slurm_cluster.py up "$(mktemp -d)"  # start; prints `export SLURM_CONF=...`
+    python tests/slurm/slurm_cluster.py down DIR         # stop the daemons recorded in DIR/pids.json
 """
 
 from __future__ import annotations
