@@ -47,7 +47,7 @@ def record(params: Mapping[str, Any], seeds: Mapping[str, int] | None = None, ru
     """The provenance record of one job: rule, config slice (its params), seeds, packages, git, platform."""
     return {
         "rule": rule,
-        "config": _plain(params),
+        "config": plain(params),
         "seeds": dict(seeds or {}),
         "packages": package_versions(),
         "git": git_commit(),
@@ -61,10 +61,10 @@ def write(path: str | os.PathLike[str], params: Mapping[str, Any], seeds: Mappin
     atomic.write_json(path, record(params, seeds, rule))
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Snakemake's Namedlist/params objects and tuples to plain JSON types."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

@@ -38,6 +38,7 @@ from lenspipe.errors import ConfigError, DataError, LenspipeError
 from lenspipe.estimators import BoundedEstimator, EstimatorSettings
 from lenspipe.posterior import build_estimator, estimator_record, save
 from lenspipe.priors import Cosmology, PriorBox, prior_box
+from lenspipe.provenance import plain
 from lenspipe.seeds import derive_seed
 from lenspipe.train_config import training_params
 
@@ -117,7 +118,7 @@ class TrainJob:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], estimator: str) -> TrainJob:
-        params = json.loads(json.dumps(_plain(params)))  # Snakemake's Namedlists to plain data
+        params = json.loads(json.dumps(plain(params)))  # Snakemake's Namedlists to plain data
         cosmology = Cosmology(**params["cosmology"])
         names = tuple(params["parameters"])
         return cls(
@@ -447,17 +448,9 @@ def fingerprint(job: TrainJob, train_store: str | os.PathLike[str], norm: Normal
     from lenspipe.store import open_store
 
     checksums = open_store(train_store, verify=False).attrs.get("checksums", {})
-    text = json.dumps({"params": _plain(job.params), "estimator": job.name, "data": checksums,
+    text = json.dumps({"params": plain(job.params), "estimator": job.name, "data": checksums,
                        "normalisation": norm.as_dict()}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 # --------------------------------------------------------------------------------------------------
