@@ -471,6 +471,8 @@ def plot_losses(rows: Sequence[Sequence[float]], best_epoch: int, title: str, pd
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from lenspipe.plots import save_figure
+
     epochs = [int(r[0]) for r in rows]
     style = {"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "pdf.fonttype": 42, "svg.hashsalt": "lenspipe"}
     with matplotlib.rc_context(style):
@@ -487,10 +489,7 @@ def plot_losses(rows: Sequence[Sequence[float]], best_epoch: int, title: str, pd
         ax.set_title(title)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(frameon=False)
-        with atomic.atomic_path(pdf) as tmp:
-            fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "ModDate": None})
-        with atomic.atomic_path(png) as tmp:
-            fig.savefig(tmp, format="png", dpi=200, metadata={"Software": None})
+        save_figure(fig, pdf, png)
 
 
 # --------------------------------------------------------------------------------------------------
