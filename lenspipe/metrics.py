@@ -18,7 +18,7 @@ import numpy as np
 from lenspipe import atomic, calibration
 from lenspipe import parameters as params_table
 from lenspipe.errors import ConfigError, DataError
-from lenspipe.seeds import derive_seed
+from lenspipe.seeds import metrics_seed
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class EvaluationSettings:
     @classmethod
     def from_params(cls, sbc_samples: int, corner_images: Sequence[int], global_seed: int) -> EvaluationSettings:
         """Settings from the config slice; one seed for every estimator, so all share TARP references."""
-        return cls(int(sbc_samples), tuple(int(i) for i in corner_images), derive_seed(global_seed, "metrics"))
+        return cls(int(sbc_samples), tuple(int(i) for i in corner_images), metrics_seed(global_seed))
 
 
 @dataclass(frozen=True)

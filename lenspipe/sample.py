@@ -20,7 +20,7 @@ from lenspipe import atomic
 from lenspipe import parameters as params_table
 from lenspipe.errors import ConfigError, DataError
 from lenspipe.priors import PriorBox
-from lenspipe.seeds import derive_seed
+from lenspipe.seeds import sample_seed
 from lenspipe.store import open_store, sha256_chunked, zarr_codecs
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class SampleSettings:
         """Settings of one estimator's sampling job; the seed is derived from the global one and the name."""
         if int(num_samples) < 1:
             raise ConfigError("evaluation.num_samples", "at least 1 posterior sample per image", num_samples)
-        return cls(int(num_samples), derive_seed(global_seed, "sample", estimator), threads=int(threads))
+        return cls(int(num_samples), sample_seed(global_seed, estimator), threads=int(threads))
 
     @property
     def images_per_batch(self) -> int:

@@ -20,14 +20,39 @@ def shard_seed(global_seed: int, shard: int) -> int:
     return derive_seed(global_seed, "simulate", int(shard))
 
 
+def split_seed(global_seed: int) -> int:
+    """Seed of the train/test permutation."""
+    return derive_seed(global_seed, "split")
+
+
+def train_seed(global_seed: int, estimator: str) -> int:
+    """Network initialisation and batch order of one estimator."""
+    return derive_seed(global_seed, "train", estimator)
+
+
+def validation_seed(global_seed: int) -> int:
+    """The validation split, shared by all estimators so their validation losses compare."""
+    return derive_seed(global_seed, "train", "validation")
+
+
+def sample_seed(global_seed: int, estimator: str) -> int:
+    """Posterior sampling of one estimator."""
+    return derive_seed(global_seed, "sample", estimator)
+
+
+def metrics_seed(global_seed: int) -> int:
+    """Random choices of the metrics (TARP reference points), shared by all estimators."""
+    return derive_seed(global_seed, "metrics")
+
+
 def job_seeds(rule: str, global_seed: int, wildcards: dict[str, str]) -> dict[str, int]:
     """The seeds a job of `rule` derives (recorded in its provenance JSON)."""
     g = int(global_seed)
     est = wildcards.get("estimator", "")
     return {
         "simulate": lambda: {"shard": shard_seed(g, int(wildcards.get("shard", 0)))},
-        "split": lambda: {"split": derive_seed(g, "split")},
-        "train": lambda: {"train": derive_seed(g, "train", est), "validation": derive_seed(g, "train", "validation")},
-        "sample": lambda: {"sample": derive_seed(g, "sample", est)},
-        "evaluate": lambda: {"metrics": derive_seed(g, "metrics")},
+        "split": lambda: {"split": split_seed(g)},
+        "train": lambda: {"train": train_seed(g, est), "validation": validation_seed(g)},
+        "sample": lambda: {"sample": sample_seed(g, est)},
+        "evaluate": lambda: {"metrics": metrics_seed(g)},
     }.get(rule, dict)()

@@ -14,7 +14,7 @@ import numpy as np
 from lenspipe import atomic
 from lenspipe.config import n_test_images
 from lenspipe.errors import DataError
-from lenspipe.seeds import derive_seed
+from lenspipe.seeds import split_seed
 from lenspipe.store import open_store, write_store
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class SplitSettings:
 
     @classmethod
     def from_params(cls, split: dict, global_seed: int) -> SplitSettings:
-        return cls(float(split["test_fraction"]), derive_seed(global_seed, "split"))
+        return cls(float(split["test_fraction"]), split_seed(global_seed))
 
 
 def split_shards(

@@ -39,7 +39,7 @@ from lenspipe.estimators import BoundedEstimator, EstimatorSettings
 from lenspipe.posterior import build_estimator, estimator_record, save
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.provenance import plain
-from lenspipe.seeds import derive_seed
+from lenspipe.seeds import train_seed, validation_seed
 from lenspipe.train_config import training_params
 
 log = logging.getLogger(__name__)
@@ -144,12 +144,12 @@ class TrainJob:
     @property
     def train_seed(self) -> int:
         """Network initialisation and batch order: one stream per estimator."""
-        return derive_seed(self.seed, "train", self.name)
+        return train_seed(self.seed, self.name)
 
     @property
     def validation_seed(self) -> int:
         """The validation split, shared by all estimators so their validation losses compare."""
-        return derive_seed(self.seed, "train", "validation")
+        return validation_seed(self.seed)
 
 
 @dataclass(frozen=True)
