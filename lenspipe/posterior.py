@@ -8,11 +8,12 @@ Contract (the evaluation stage relies on it):
     est.parameter_names      tuple of names, in theta's column order
     est.prior_box            lenspipe.priors.PriorBox
     est.bands, est.image_shape   the images it expects: raw (not normalised), (bands, H, W)
-    est.sample_images(images, num_samples, seed, batch_size=64, offset=0, progress=False)
+    est.sample_images(images, num_samples, seed, batch_size=64, offset=0, progress=False, max_rows=None)
         images (N, bands, H, W) raw float -> np.ndarray (N, num_samples, n_params) float32, every
         sample inside the prior box. Each image is embedded once; the flow's noise for image i comes
         from its own generator seeded by derive_seed(seed, offset + i), so results do not depend on
-        batch_size (pass offset = index of images[0] when sampling a larger set in pieces).
+        batch_size or max_rows (rows per flow call; default rows_per_flow_call(device)); pass
+        offset = index of images[0] when sampling a larger set in pieces.
     est.log_prob_images(images, theta)
         theta (N, S, n_params) or (N, n_params) -> np.ndarray (N, S) or (N,) float32: the
         normalised posterior log density in physical units; -inf outside the prior box.
@@ -41,7 +42,16 @@ from lenspipe.priors import PriorBox
 from lenspipe.seeds import derive_seed
 
 FORMAT = "lenspipe.estimator/1"
-MAX_ROWS = 1 << 13  # (image, sample) rows per flow call in sample_images: cache-sized (2^18 rows ran 1.7x slower on CPU)
+# (image, sample) rows per flow call in sample_images. On CPU a cache-sized chunk is fastest (2^18 rows ran 1.7x
+# slower than 2^13 on 2 cores); on a GPU the rows of many images must go through the flow together, or batching
+# gains nothing over a per-image loop (5,000 rows per call).
+MAX_ROWS = 1 << 13
+MAX_ROWS_CUDA = 1 << 18
+
+
+def rows_per_flow_call(device: torch.device) -> int:
+    """How many (image, sample) rows sample_images passes to the flow at once on `device`."""
+    return MAX_ROWS_CUDA if device.type == "cuda" else MAX_ROWS
 
 
 def build_estimator(
@@ -145,10 +155,11 @@ class TrainedEstimator:
         return images
 
     def sample_images(self, images: np.ndarray, num_samples: int, seed: int, batch_size: int = 64,
-                      offset: int = 0, progress: bool = False) -> np.ndarray:
+                      offset: int = 0, progress: bool = False, max_rows: int | None = None) -> np.ndarray:
         """Posterior samples (N, num_samples, n_params) float32 for raw images (N, bands, H, W)."""
         from tqdm import tqdm
 
+        rows_per_call = max_rows or rows_per_flow_call(self.device)
         images = self.check_images(images)
         n, d = images.shape[0], len(self.parameter_names)
         out = np.empty((n, num_samples, d), dtype=np.float32)
@@ -158,12 +169,13 @@ class TrainedEstimator:
                 x = torch.from_numpy(images[start : start + batch_size]).to(self.device)
                 first = offset + start
                 if self._noise_ok:
-                    out[start : start + len(x)] = self._sample_from_noise(x, num_samples, seed, first)
+                    out[start : start + len(x)] = self._sample_from_noise(x, num_samples, seed, first, rows_per_call)
                 else:
                     out[start : start + len(x)] = self._sample_generic(x, num_samples, seed, first)
         return out
 
-    def _sample_from_noise(self, x: torch.Tensor, num_samples: int, seed: int, first: int) -> np.ndarray:
+    def _sample_from_noise(self, x: torch.Tensor, num_samples: int, seed: int, first: int,
+                           rows_per_call: int) -> np.ndarray:
         d = len(self.parameter_names)
         context = self.estimator.embed(x)
         noise = torch.cat([
@@ -172,8 +184,8 @@ class TrainedEstimator:
         ])
         rows = context.repeat_interleave(num_samples, dim=0)
         theta = torch.cat([
-            self.estimator.sample_from_noise(noise[r : r + MAX_ROWS], rows[r : r + MAX_ROWS])
-            for r in range(0, noise.shape[0], MAX_ROWS)
+            self.estimator.sample_from_noise(noise[r : r + rows_per_call], rows[r : r + rows_per_call])
+            for r in range(0, noise.shape[0], rows_per_call)
         ])
         return theta.reshape(len(x), num_samples, d).cpu().numpy()
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # (image, sample) rows per sample_images call: one progress step and one Zarr chunk (3 MB of float32 for
 # 6 parameters); large batches let a multi-threaded CPU or a GPU work on many images at once. How the flow
-# itself is chunked within a call is lenspipe.posterior's choice (MAX_ROWS).
+# itself is chunked within a call is lenspipe.posterior's choice (rows_per_flow_call: small on CPU, all on GPU).
 ROWS_PER_BATCH = 2**17
 
 

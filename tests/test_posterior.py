@@ -57,6 +57,8 @@ def test_sample_images_fast_path(trained: tuple[Study, Path]) -> None:
     assert study.box.contains(a).all()
     b = est.sample_images(images, 300, seed=7, batch_size=5)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)  # batch size does not change the draws
+    rows = est.sample_images(images, 300, seed=7, batch_size=5, max_rows=7)  # nor do the rows per flow call
+    np.testing.assert_allclose(a, rows, rtol=1e-5, atol=1e-4)
     c = est.sample_images(images[2:], 300, seed=7, batch_size=3, offset=2)
     np.testing.assert_allclose(a[2:], c, rtol=1e-5, atol=1e-4)  # pieces of a set with offsets
     assert not np.allclose(a, est.sample_images(images, 300, seed=8))
@@ -116,3 +118,9 @@ def test_errors_name_the_file_and_what_was_expected(trained: tuple[Study, Path],
     garbage.write_bytes(b"not a torch file")
     with pytest.raises(DataError, match="not a readable estimator"):
         lp_posterior.load(garbage)
+
+
+def test_rows_per_flow_call_by_device() -> None:
+    # CPU: cache-sized chunks; GPU: a whole sample_images batch (2^17 rows) in one flow call.
+    assert lp_posterior.rows_per_flow_call(torch.device("cpu")) == lp_posterior.MAX_ROWS == 2**13
+    assert lp_posterior.rows_per_flow_call(torch.device("cuda")) >= 2**17
