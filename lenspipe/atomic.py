@@ -27,11 +27,23 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     _remove(tmp)
     try:
         yield tmp
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        promote(tmp, target)
     finally:
         _remove(tmp)
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """The fixed hidden name beside `path` under which a resumable job keeps its unfinished output."""
+    target = Path(path)
+    return target.with_name(f".{target.name}.partial")
+
+
+def promote(partial: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Rename a finished partial output (file or directory) to `path`, replacing what is there."""
+    target = Path(path)
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(partial, target)
 
 
 def _remove(path: Path) -> None:

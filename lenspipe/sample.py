@@ -2,13 +2,21 @@
 
 The samples store holds `samples` (n_test, n_samples, n_params) float32 in physical units, with the
 parameter names, units, prior box and seed as attributes, and a SHA-256 checksum checked on open.
+
+Sampling is resumable: the store is filled under a hidden partial name beside the output, and after each
+batch a small state file records the SHA-256 of every finished batch. A job killed midway (a SLURM time
+limit, a pre-empted node) resumes at its next run from the first unfinished batch, provided the estimator
+file, the test store and the settings are the ones it started with; the result is identical to an
+uninterrupted run, because each image's draws depend only on the seed and the image's index.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,7 @@ log = logging.getLogger(__name__)
 # 6 parameters); large batches let a multi-threaded CPU or a GPU work on many images at once. How the flow
 # itself is chunked within a call is lenspipe.posterior's choice (rows_per_flow_call: small on CPU, all on GPU).
 ROWS_PER_BATCH = 2**17
+RESUME_FILE = "resume.json"  # inside the partial store: fingerprint, per-batch SHA-256, time spent so far
 
 
 @dataclass(frozen=True)
@@ -96,34 +105,48 @@ def sample_test_set(
         raise DataError(test_path, "the test store holds no images")
     box = est.prior_box
     batch = settings.images_per_batch
+    fingerprint = _fingerprint(estimator_path, test.attrs, names, settings, batch, device, n)
+    partial = atomic.partial_path(output)
+    arr, done, spent = _open_partial(partial, fingerprint, (n, s, p), batch)
+    if done:
+        log.info("resuming %s from image %d of %d (%d finished batches verified)", partial, done * batch, n, done)
     digest = hashlib.sha256()
-    sampling_s = 0.0
-    with atomic.atomic_path(output) as tmp:
-        group = zarr.open_group(str(tmp), mode="w")
-        arr = group.create_array("samples", shape=(n, s, p), chunks=(min(batch, n), s, p), dtype="float32",
-                                 **zarr_codecs())
-        for first in tqdm(range(0, n, batch), desc=f"sampling {estimator or 'posterior'}", unit="batch",
-                          total=-(-n // batch)):
-            images = test.load_images(slice(first, first + batch))
-            t0 = time.perf_counter()
-            # per-image noise seeded from (seed, index of the image): samples do not depend on the batching
-            draws = est.sample_images(images, num_samples=s, seed=settings.seed, batch_size=batch, offset=first)
-            sampling_s += time.perf_counter() - t0
-            draws = _checked(draws, (len(images), s, p), box, estimator_path, first)
-            arr[first : first + len(images)] = draws
-            digest.update(draws.tobytes())
-        table = params_table.get(names)
-        group.attrs.update({
-            "parameter_names": names,
-            "units": [q.unit for q in table],
-            "labels": [q.label for q in table],
-            "prior_box": box.as_dict(),
-            "estimator": estimator,
-            "seed": settings.seed,
-            "images_per_batch": batch,
-            "checksum": digest.hexdigest(),
+    for k in range(done):
+        digest.update(np.ascontiguousarray(arr[k * batch : (k + 1) * batch]).tobytes())
+    hashes = list(spent["batch_sha256"])
+    sampling_s = float(spent["sampling_s"])
+    previous_wall = float(spent["wall_time_s"])
+    n_batches = -(-n // batch)
+    for k in tqdm(range(done, n_batches), desc=f"sampling {estimator or 'posterior'}", unit="batch",
+                  initial=done, total=n_batches):
+        first = k * batch
+        images = test.load_images(slice(first, first + batch))
+        t0 = time.perf_counter()
+        # per-image noise seeded from (seed, index of the image): samples do not depend on the batching
+        draws = est.sample_images(images, num_samples=s, seed=settings.seed, batch_size=batch, offset=first)
+        sampling_s += time.perf_counter() - t0
+        draws = _checked(draws, (len(images), s, p), box, estimator_path, first)
+        arr[first : first + len(images)] = draws
+        digest.update(draws.tobytes())
+        hashes.append(hashlib.sha256(draws.tobytes()).hexdigest())
+        atomic.write_json(partial / RESUME_FILE, {
+            "fingerprint": fingerprint, "batch_sha256": hashes, "sampling_s": sampling_s,
+            "wall_time_s": previous_wall + time.perf_counter() - start_all,
         })
-    wall = time.perf_counter() - start_all
+    table = params_table.get(names)
+    zarr.open_group(str(partial), mode="r+").attrs.update({
+        "parameter_names": names,
+        "units": [q.unit for q in table],
+        "labels": [q.label for q in table],
+        "prior_box": box.as_dict(),
+        "estimator": estimator,
+        "seed": settings.seed,
+        "images_per_batch": batch,
+        "checksum": digest.hexdigest(),
+    })
+    (partial / RESUME_FILE).unlink()
+    atomic.promote(partial, output)
+    wall = previous_wall + time.perf_counter() - start_all
     timing = {
         "estimator": estimator,
         "n_images": n,
@@ -131,6 +154,7 @@ def sample_test_set(
         "images_per_batch": batch,
         "device": device,
         "threads": settings.threads,
+        "resumed_from_image": min(done * batch, n),
         "sampling_s": sampling_s,
         "wall_time_s": wall,
         "samples_per_s": n * s / sampling_s if sampling_s > 0 else float("inf"),
@@ -138,6 +162,54 @@ def sample_test_set(
     atomic.write_json(timing_path, timing)
     log.info("%d images x %d samples in %.1f s (%.0f samples/s)", n, s, sampling_s, timing["samples_per_s"])
     return timing
+
+
+def _fingerprint(estimator_path: str | os.PathLike[str], test_attrs: dict[str, Any], names: list[str],
+                 settings: SampleSettings, batch: int, device: str, n: int) -> str:
+    """What a partial samples store must have been started with to be resumed: estimator bytes, test set, settings."""
+    digest = hashlib.sha256()
+    with open(estimator_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    digest.update(json.dumps({
+        "test_checksums": test_attrs.get("checksums"), "n_images": n, "parameter_names": names,
+        "num_samples": settings.num_samples, "seed": settings.seed, "images_per_batch": batch, "device": device,
+    }, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _open_partial(partial: Path, fingerprint: str, shape: tuple[int, int, int],
+                  batch: int) -> tuple[Any, int, dict[str, Any]]:
+    """The partial store's samples array, its number of verified finished batches, and the state saved with them.
+
+    A partial store started with other inputs or settings, or whose finished batches do not match their
+    recorded SHA-256 (a damaged or missing chunk), is discarded and sampling starts over.
+    """
+    import zarr
+
+    fresh = {"batch_sha256": [], "sampling_s": 0.0, "wall_time_s": 0.0}
+    state_path = partial / RESUME_FILE
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+            arr = zarr.open_group(str(partial), mode="r+")["samples"]
+            hashes = list(state["batch_sha256"])
+            ok = state["fingerprint"] == fingerprint and tuple(arr.shape) == shape and len(hashes) <= -(-shape[0] // batch)
+            for k, expected in enumerate(hashes if ok else []):
+                got = np.ascontiguousarray(arr[k * batch : (k + 1) * batch], dtype=np.float32)
+                if hashlib.sha256(got.tobytes()).hexdigest() != expected:
+                    raise DataError(partial, f"finished batch {k} does not match its recorded checksum")
+            if ok:
+                return arr, len(hashes), {**fresh, **state}
+            log.info("partial samples %s were started with other inputs or settings: starting over", partial)
+        except Exception as exc:  # a damaged partial store is recomputed, never trusted
+            log.warning("partial samples %s cannot be resumed (%s): starting over", partial, exc)
+    if partial.exists():
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    group = zarr.open_group(str(partial), mode="w")
+    arr = group.create_array("samples", shape=shape, chunks=(min(batch, shape[0]), *shape[1:]), dtype="float32",
+                             **zarr_codecs())
+    return arr, 0, fresh
 
 
 def _checked(draws: Any, shape: tuple[int, ...], box: PriorBox, source: Any, first: int) -> np.ndarray:

@@ -3,7 +3,7 @@ estimator that honours lenspipe.posterior's contract (load -> object with sample
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ class StandInEstimator:
     prior_box: PriorBox = BOX
     width: float = 0.3
     outside: bool = False
+    fail_at_call: int | None = None  # raise on this call (0-based), as if the job were killed there
+    offsets: list[int] = field(default_factory=list)  # the `offset` of every call, in order
 
     @property
     def parameter_names(self) -> list[str]:
@@ -50,6 +52,9 @@ class StandInEstimator:
 
     def sample_images(self, images: np.ndarray, num_samples: int, seed: int, batch_size: int = 64,
                       offset: int = 0) -> np.ndarray:
+        if len(self.offsets) == self.fail_at_call:
+            raise RuntimeError("stand-in estimator killed")
+        self.offsets.append(offset)
         low, high = np.asarray(self.prior_box.low), np.asarray(self.prior_box.high)
         p = len(low)
         u = np.clip(images[:, 0, 0, :p].astype(np.float64), 0.01, 0.99)

@@ -17,6 +17,8 @@ from .gaussian_toy import BOX, StandInEstimator, install_stand_in, write_test_st
 
 
 def _run(tmp_path: Path, name: str, settings: sample.SampleSettings) -> sample.SampleSet:
+    if not (tmp_path / "est.pt").exists():  # the stand-in is not read from it, but resuming fingerprints its bytes
+        (tmp_path / "est.pt").write_bytes(b"stand-in estimator")
     sample.sample_test_set(tmp_path / "est.pt", tmp_path / "test.zarr", tmp_path / f"{name}.zarr",
                            tmp_path / f"{name}.json", settings, estimator="toy")
     return sample.open_samples(tmp_path / f"{name}.zarr")
@@ -87,3 +89,65 @@ def test_real_estimator_file_through_the_contract(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(sample, "ROWS_PER_BATCH", 5 * 30)  # one batch: the same samples
     np.testing.assert_array_equal(_run(tmp_path, "b", sample.SampleSettings(num_samples=30, seed=4)).samples,
                                   got.samples)
+
+
+def _interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: sample.SampleSettings) -> Path:
+    """Sample 10 images in 4 batches of 3 with an estimator killed on its third batch; returns the partial store."""
+    install_stand_in(monkeypatch, StandInEstimator(fail_at_call=2))
+    with pytest.raises(RuntimeError, match="killed"):
+        _run(tmp_path, "a", settings)
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "a.json").exists()
+    partial = tmp_path / ".a.zarr.partial"
+    assert len(json.loads((partial / sample.RESUME_FILE).read_text())["batch_sha256"]) == 2
+    return partial
+
+
+@pytest.fixture
+def resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[sample.SampleSet, sample.SampleSettings]:
+    """An uninterrupted reference run (10 images, batches of 3) beside which interrupted runs are made."""
+    write_test_store(tmp_path / "test.zarr", 10)
+    monkeypatch.setattr(sample, "ROWS_PER_BATCH", 3 * 40)
+    settings = sample.SampleSettings(num_samples=40, seed=5)
+    install_stand_in(monkeypatch, StandInEstimator())
+    return _run(tmp_path, "ref", settings), settings
+
+
+def test_interrupted_sampling_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       resumable: tuple[sample.SampleSet, sample.SampleSettings]) -> None:
+    ref, settings = resumable
+    partial = _interrupted(tmp_path, monkeypatch, settings)
+    again = StandInEstimator()
+    install_stand_in(monkeypatch, again)
+    got = _run(tmp_path, "a", settings)
+    assert again.offsets == [6, 9]  # only the two unfinished batches were sampled
+    np.testing.assert_array_equal(got.samples, ref.samples)
+    assert got.attrs["checksum"] == ref.attrs["checksum"]
+    assert not partial.exists() and not (tmp_path / "a.zarr" / sample.RESUME_FILE).exists()
+    timing = json.loads((tmp_path / "a.json").read_text())
+    assert timing["resumed_from_image"] == 6 and 0 < timing["sampling_s"] <= timing["wall_time_s"]
+    assert json.loads((tmp_path / "ref.json").read_text())["resumed_from_image"] == 0
+
+
+@pytest.mark.parametrize("change", ["seed", "estimator file", "damaged chunk", "damaged state"])
+def test_partial_samples_from_other_inputs_or_damaged_are_not_resumed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resumable: tuple[sample.SampleSet, sample.SampleSettings],
+        change: str) -> None:
+    ref, settings = resumable
+    partial = _interrupted(tmp_path, monkeypatch, settings)
+    if change == "seed":
+        settings = sample.SampleSettings(num_samples=40, seed=6)
+    elif change == "estimator file":
+        (tmp_path / "est.pt").write_bytes(b"retrained estimator")
+    elif change == "damaged chunk":
+        chunk = sorted(p for p in (partial / "samples").rglob("*") if p.is_file())[0]
+        chunk.write_bytes(chunk.read_bytes()[:-5])
+    else:
+        (partial / sample.RESUME_FILE).write_text("{")
+    again = StandInEstimator()
+    install_stand_in(monkeypatch, again)
+    got = _run(tmp_path, "a", settings)
+    assert again.offsets == [0, 3, 6, 9]  # started over
+    if change == "seed":
+        assert not np.array_equal(got.samples, ref.samples)
+    else:
+        np.testing.assert_array_equal(got.samples, ref.samples)
