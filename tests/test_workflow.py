@@ -113,3 +113,23 @@ def test_second_run_gives_identical_outputs(finished_run: tuple[Path, Path], tmp
     snakemake(["--cores", "1", "--configfile", str(cfg), "--forcerun", "compare"], cwd=work)
     after = {p.name: p.read_bytes() for p in (first / "compare").iterdir() if not p.name.startswith(("cost", "provenance"))}
     assert before == after
+
+
+def test_stage_times_table_reads_every_stage(finished_run: tuple[Path, Path]) -> None:
+    """benchmarks/stage_times.py (the README's per-stage wall times) counts every job of the finished run."""
+    import importlib.util
+
+    from .conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("stage_times", REPO / "benchmarks" / "stage_times.py")
+    stage_times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stage_times)
+    work, _ = finished_run
+    bench = work / "results" / "test" / "benchmarks"
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in stage_times.table(bench).splitlines()[2:]}
+    n = len(ESTIMATORS)
+    assert rows == {"simulate": "2", "split": "1", "train": str(n), "sample": str(n), "evaluate": str(n),
+                    "compare": "1", "**all**": str(2 + 1 + 3 * n + 1)}
+    jobs = stage_times.read_jobs(bench / "train")
+    assert sorted(j.name for j in jobs) == sorted(ESTIMATORS) and all(0 < j.seconds and j.start < j.end for j in jobs)
