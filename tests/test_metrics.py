@@ -71,6 +71,7 @@ def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     test = tmp_path / "test.zarr"
     write_test_store(test, 12)
     samples = tmp_path / "samples.zarr"
+    (tmp_path / "est.pt").write_bytes(b"stand-in estimator")  # not read by the stand-in; resuming hashes it
     sample_test_set(tmp_path / "est.pt", test, samples, tmp_path / "timing.json",
                     SampleSettings(num_samples=200, seed=5), estimator="toy")
     epochs = tmp_path / "epochs.csv"
