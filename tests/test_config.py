@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+import yaml
+from snakemake.utils import update_config
 
 from lenspipe.config import check_config, load_config
 from lenspipe.errors import ConfigError
@@ -98,3 +100,19 @@ def test_unknown_estimator_target_names_the_estimators(tmp_path) -> None:
     assert err.endswith("lenspipe: config error: estimators: expected an estimator of the config "
                         "(maf, nsf, nsf_16x512, coupling_resnet) in target results/test/train/foo/estimator.pt (got 'foo')")
     assert "Traceback" not in err
+
+
+def test_legacy_overlay_changes_only_the_noise_and_the_run_name(tmp_path) -> None:
+    """config/legacy.yaml on top of config.yaml: the seeds' noise setting in results/paper_legacy, all else the paper's."""
+    work = copy_workflow(tmp_path)
+    proc = snakemake(["-n", "--configfile", "config/config.yaml", "config/legacy.yaml"], cwd=work)
+    out = proc.stdout
+    assert "results/paper_legacy/compare/r2.csv" in out and "results/paper/" not in out
+    assert out.count("rule simulate:") == 10 and not (work / "results").exists()
+    merged = load_config(REPO / "config" / "config.yaml")
+    update_config(merged, yaml.safe_load((REPO / "config" / "legacy.yaml").read_text()))
+    check_config(merged)
+    paper = load_config(REPO / "config" / "config.yaml")
+    assert merged["simulation"].pop("sky_noise") == "legacy" and paper["simulation"].pop("sky_noise") == "survey"
+    assert merged.pop("run") == "paper_legacy" and paper.pop("run") == "paper"
+    assert merged == paper
