@@ -1,4 +1,6 @@
 # Evaluation per estimator: posterior samples for every test image, then metrics and figures from them.
+# Both rules outrank training (priority), so an estimator whose training has finished is sampled and evaluated
+# before the next training starts where cores are scarce: each estimator's results come as early as they can.
 
 
 include: "evaluate_paths.smk"
@@ -20,6 +22,7 @@ rule sample:
         num_samples=config["evaluation"]["num_samples"],
         seed=config["seed"],
     threads: 4
+    priority: 10
     conda:
         "../envs/lenspipe.yaml"
     script:
@@ -45,6 +48,7 @@ rule evaluate:
         corner_images=config["evaluation"]["corner_images"],
         seed=config["seed"],
     threads: 1
+    priority: 10
     conda:
         "../envs/lenspipe.yaml"
     script:

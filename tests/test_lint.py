@@ -17,3 +17,18 @@ def test_snakemake_lint_clean() -> None:
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "Lints for" not in out, out
+
+
+def test_sampling_and_evaluation_outrank_training() -> None:
+    """Where cores are scarce, a trained estimator is sampled and evaluated before the next training starts."""
+    import re
+
+    proc = snakemake(["-n", "--configfile", "config/test.yaml"], cwd=REPO)
+    priority: dict[str, set[int]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
+        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if head:
+            found = re.search(r"priority: (\d+)", block)
+            priority.setdefault(head.group(1), set()).add(int(found.group(1)) if found else 0)
+    assert priority["train"] == {0}
+    assert priority["sample"] == priority["evaluate"] == {10}
