@@ -24,12 +24,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
-    _remove(tmp)
+    remove(tmp)
     try:
         yield tmp
         promote(tmp, target)
     finally:
-        _remove(tmp)
+        remove(tmp)
 
 
 def partial_path(path: str | os.PathLike[str]) -> Path:
@@ -46,7 +46,8 @@ def promote(partial: str | os.PathLike[str], path: str | os.PathLike[str]) -> No
     os.replace(partial, target)
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Delete a file, link or directory tree at `path`, if there is one."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():

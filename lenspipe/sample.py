@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,13 +106,11 @@ def sample_test_set(
     batch = settings.images_per_batch
     fingerprint = _fingerprint(estimator_path, test.attrs, names, settings, batch, device, n)
     partial = atomic.partial_path(output)
-    arr, done, spent = _open_partial(partial, fingerprint, (n, s, p), batch)
+    arr, spent, digest = _open_partial(partial, fingerprint, (n, s, p), batch)
+    hashes = list(spent["batch_sha256"])
+    done = len(hashes)
     if done:
         log.info("resuming %s from image %d of %d (%d finished batches verified)", partial, done * batch, n, done)
-    digest = hashlib.sha256()
-    for k in range(done):
-        digest.update(np.ascontiguousarray(arr[k * batch : (k + 1) * batch]).tobytes())
-    hashes = list(spent["batch_sha256"])
     sampling_s = float(spent["sampling_s"])
     previous_wall = float(spent["wall_time_s"])
     n_batches = -(-n // batch)
@@ -179,11 +176,12 @@ def _fingerprint(estimator_path: str | os.PathLike[str], test_attrs: dict[str, A
 
 
 def _open_partial(partial: Path, fingerprint: str, shape: tuple[int, int, int],
-                  batch: int) -> tuple[Any, int, dict[str, Any]]:
-    """The partial store's samples array, its number of verified finished batches, and the state saved with them.
+                  batch: int) -> tuple[Any, dict[str, Any], Any]:
+    """The partial store's samples array, the state saved with its finished batches, and their running SHA-256.
 
     A partial store started with other inputs or settings, or whose finished batches do not match their
-    recorded SHA-256 (a damaged or missing chunk), is discarded and sampling starts over.
+    recorded SHA-256 (a damaged or missing chunk), is discarded and sampling starts over. Each finished batch
+    is read once: to verify it and to feed the digest of the whole store.
     """
     import zarr
 
@@ -195,21 +193,22 @@ def _open_partial(partial: Path, fingerprint: str, shape: tuple[int, int, int],
             arr = zarr.open_group(str(partial), mode="r+")["samples"]
             hashes = list(state["batch_sha256"])
             ok = state["fingerprint"] == fingerprint and tuple(arr.shape) == shape and len(hashes) <= -(-shape[0] // batch)
+            digest = hashlib.sha256()
             for k, expected in enumerate(hashes if ok else []):
-                got = np.ascontiguousarray(arr[k * batch : (k + 1) * batch], dtype=np.float32)
-                if hashlib.sha256(got.tobytes()).hexdigest() != expected:
+                got = np.ascontiguousarray(arr[k * batch : (k + 1) * batch], dtype=np.float32).tobytes()
+                if hashlib.sha256(got).hexdigest() != expected:
                     raise DataError(partial, f"finished batch {k} does not match its recorded checksum")
+                digest.update(got)
             if ok:
-                return arr, len(hashes), {**fresh, **state}
+                return arr, {**fresh, **state}, digest
             log.info("partial samples %s were started with other inputs or settings: starting over", partial)
         except Exception as exc:  # a damaged partial store is recomputed, never trusted
             log.warning("partial samples %s cannot be resumed (%s): starting over", partial, exc)
-    if partial.exists():
-        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    atomic.remove(partial)
     group = zarr.open_group(str(partial), mode="w")
     arr = group.create_array("samples", shape=shape, chunks=(min(batch, shape[0]), *shape[1:]), dtype="float32",
                              **zarr_codecs())
-    return arr, 0, fresh
+    return arr, fresh, hashlib.sha256()
 
 
 def _checked(draws: Any, shape: tuple[int, ...], box: PriorBox, source: Any, first: int) -> np.ndarray:
