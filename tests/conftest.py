@@ -50,19 +50,29 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
+def job_blocks(out: str) -> list[tuple[str, str]]:
+    """The (rule, text) of every job block in Snakemake's (dry-run) output, in order."""
+    import re
+
+    blocks = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if head:
+            blocks.append((head.group(1), block))
+    return blocks
+
+
 def dry_run_jobs(work: Path, configfile: Path) -> dict[str, list[str]]:
     """Jobs a dry run would execute, as {rule: [wildcard strings]} (rule `all` left out)."""
     import re
 
     proc = snakemake(["-n", "--cores", "2", "--configfile", str(configfile)], cwd=work)
-    out = proc.stdout + proc.stderr
     jobs: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        head = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not head or head.group(1) == "all":
+    for rule, block in job_blocks(proc.stdout + proc.stderr):
+        if rule == "all":
             continue
         wild = re.search(r"wildcards: ([^\n]+)", block)
-        jobs.setdefault(head.group(1), []).append(wild.group(1).strip() if wild else "")
+        jobs.setdefault(rule, []).append(wild.group(1).strip() if wild else "")
     return {rule: sorted(w) for rule, w in jobs.items()}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from .conftest import BIN, REPO, snakemake
+from .conftest import BIN, REPO, job_blocks, snakemake
 
 
 def test_ruff_clean() -> None:
@@ -25,10 +25,8 @@ def test_sampling_and_evaluation_outrank_training() -> None:
 
     proc = snakemake(["-n", "--configfile", "config/test.yaml"], cwd=REPO)
     priority: dict[str, set[int]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
-        head = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if head:
-            found = re.search(r"priority: (\d+)", block)
-            priority.setdefault(head.group(1), set()).add(int(found.group(1)) if found else 0)
+    for rule, block in job_blocks(proc.stdout):
+        found = re.search(r"priority: (\d+)", block)
+        priority.setdefault(rule, set()).add(int(found.group(1)) if found else 0)
     assert priority["train"] == {0}
     assert priority["sample"] == priority["evaluate"] == {10}
