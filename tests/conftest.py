@@ -55,8 +55,8 @@ def job_blocks(out: str) -> list[tuple[str, str]]:
     import re
 
     blocks = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        head = re.match(r"(?:local)?rule (\w+):", block.strip())
+    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", out):
+        head = re.match(r"\s*(?:local)?rule (\w+):", block)
         if head:
             blocks.append((head.group(1), block))
     return blocks

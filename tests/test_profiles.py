@@ -16,7 +16,7 @@ from snakemake.cli import get_profile_dir
 from snakemake.profiles import ProfileConfigFileParser
 from snakemake.utils import available_cpu_count
 
-from .conftest import BIN, REPO, copy_workflow, snakemake
+from .conftest import BIN, REPO, copy_workflow, job_blocks, snakemake
 from .slurm.profile import SLURM_PROFILE, merged_profile
 
 DEFAULT_PROFILE = REPO / "profiles" / "default" / "config.yaml"
@@ -66,14 +66,11 @@ def resolve(*cases: tuple[list[str], dict[str, str]]) -> list[dict[str, str]]:
 def planned_jobs(out: str) -> list[tuple[str, str, dict[str, str]]]:
     """(rule, wildcards, resources) of every job in a dry run's output."""
     jobs = []
-    for block in re.split(r"\n(?=\s*(?:local)?rule \w+:)", out):
-        head = re.match(r"\s*(?:local)?rule (\w+):", block)
-        if not head:
-            continue
+    for rule, block in job_blocks(out):
         wild = re.search(r"wildcards: ([^\n]+)", block)
         res = re.search(r"resources: ([^\n]+)", block)
         resources = dict(item.split("=", 1) for item in res.group(1).split(", ")) if res else {}
-        jobs.append((head.group(1), wild.group(1).strip() if wild else "", resources))
+        jobs.append((rule, wild.group(1).strip() if wild else "", resources))
     return jobs
 
 
