@@ -2,7 +2,8 @@
 
 Both use the same trained estimator, the same test images, threads and device:
   lenspipe   lenspipe.sample.sample_test_set (rule sample): images in batches, each embedded once, the
-             flow run for many images at once; timed by its sampling seconds (Zarr writing reported apart)
+             flow run for many images at once, MADE layers (maf) inverted degree by degree
+             (lenspipe.made_inverse); timed by its sampling seconds (Zarr writing reported apart)
   baseline   for each image, est.posterior.sample((num_samples,), x=image): sbi's DirectPosterior, as a
              script without lenspipe would sample
 and prints posterior samples/s of each and the ratio lenspipe / baseline (target >= 3).
@@ -110,7 +111,7 @@ def main() -> None:
         cpu = time.process_time()
         timing = sample_test_set(path, store, root / "samples.zarr", root / "timing.json",
                                  SampleSettings(args.samples, seed=1, device=args.device, threads=args.threads),
-                                 estimator=args.estimator)
+                                 estimator=est.name)
         cpu = time.process_time() - cpu
         base_wall, base_cpu, last = baseline(est, images[:n_base], args.samples)
         assert est.prior_box.contains(last).all()

@@ -31,6 +31,7 @@ from sbi.utils.torchutils import create_alternating_binary_mask
 from torch import Tensor, nn
 from torch.nn import functional as F  # noqa: N812
 
+from lenspipe import made_inverse
 from lenspipe.errors import ConfigError
 from lenspipe.flows import NOT_FOR_IMAGES
 from lenspipe.priors import PriorBox
@@ -141,13 +142,17 @@ class BoundedEstimator(ConditionalDensityEstimator):
             )
         return False
 
-    def sample_from_noise(self, noise: Tensor, context: Tensor) -> Tensor:
-        """theta (in the box) for base noise (rows, d) and context rows (rows, c)."""
+    def sample_from_noise(self, noise: Tensor, context: Tensor, index: Tensor | None = None) -> Tensor:
+        """theta (in the box) for base noise (rows, d); context (m, c), `index` (rows,) the context row of each row.
+
+        Without `index`, context has a row per noise row. nflows flows are inverted by lenspipe.made_inverse
+        (MADE layers degree by degree, the rest by nflows), which equals nflows' inverse up to float rounding.
+        """
         inner = self.net
         if isinstance(inner, NFlowsFlow):
-            z, _ = inner.net._transform.inverse(noise, context=context)
+            z = made_inverse.inverse(inner.net._transform, noise, context, index)
         elif isinstance(inner, ZukoFlow):
-            z = inner.net(context).transform.inv(noise)
+            z = inner.net(context if index is None else context[index]).transform.inv(noise)
         else:
             raise TypeError(f"{type(inner).__name__} cannot sample from given noise")
         return self.box.to_box(z)

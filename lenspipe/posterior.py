@@ -10,7 +10,8 @@ Contract (the evaluation stage relies on it):
     est.bands, est.image_shape   the images it expects: raw (not normalised), (bands, H, W)
     est.sample_images(images, num_samples, seed, batch_size=64, offset=0, progress=False, max_rows=None)
         images (N, bands, H, W) raw float -> np.ndarray (N, num_samples, n_params) float32, every
-        sample inside the prior box. Each image is embedded once; the flow's noise for image i comes
+        sample inside the prior box. Each image is embedded once and the flow inverted by
+        lenspipe.made_inverse (nflows' inverse, MADE layers degree by degree); the noise for image i comes
         from its own generator seeded by derive_seed(seed, offset + i), so results do not depend on
         batch_size or max_rows (rows per flow call; default rows_per_flow_call(device)); pass
         offset = index of images[0] when sampling a larger set in pieces.
@@ -182,9 +183,9 @@ class TrainedEstimator:
             torch.randn(num_samples, d, generator=self._generator(seed, first + i), device=self.device)
             for i in range(len(x))
         ])
-        rows = context.repeat_interleave(num_samples, dim=0)
+        image_of_row = torch.arange(noise.shape[0], device=self.device) // num_samples
         theta = torch.cat([
-            self.estimator.sample_from_noise(noise[r : r + rows_per_call], rows[r : r + rows_per_call])
+            self.estimator.sample_from_noise(noise[r : r + rows_per_call], context, image_of_row[r : r + rows_per_call])
             for r in range(0, noise.shape[0], rows_per_call)
         ])
         return theta.reshape(len(x), num_samples, d).cpu().numpy()

@@ -68,6 +68,21 @@ def test_sample_images_fast_path(trained: tuple[Study, Path]) -> None:
 
 
 @pytest.mark.slow
+def test_sample_images_is_the_flow_of_sbi(trained: tuple[Study, Path]) -> None:
+    """The fast path (lenspipe.made_inverse) maps each image's noise as sbi's flow (nflows' inverse) does."""
+    study, path = trained
+    est = lp_posterior.load(path)
+    samples = est.sample_images(study.images[:3], 400, seed=5, offset=10)
+    flow = est.estimator.inner.net
+    with torch.no_grad():
+        for i in range(3):
+            noise = torch.randn(400, 6, generator=est._generator(5, 10 + i))
+            context = flow._embedding_net(torch.from_numpy(study.images[i : i + 1])).expand(400, -1)
+            z, _ = flow._transform.inverse(noise, context=context)
+            np.testing.assert_allclose(samples[i], est.estimator.box.to_box(z).numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_log_prob_images_matches_sbi(trained: tuple[Study, Path]) -> None:
     study, path = trained
     est = lp_posterior.load(path)
