@@ -48,6 +48,8 @@ STYLE: dict[str, Any] = {
     "savefig.bbox": "tight",
     "savefig.pad_inches": 0.03,
 }
+# Behind in-panel labels (R^2, bias), so error bars and points do not run through them.
+LABEL_BOX = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5}
 # Metadata keys set to None are left out of the file: no date, no software string.
 _METADATA = {
     "pdf": {"CreationDate": None},
@@ -161,7 +163,7 @@ def predicted_vs_true(truth: np.ndarray, mean: np.ndarray, low: np.ndarray, high
             ax.set_aspect("equal")
             ax.set_xlabel(f"true {p.axis_label}")
             ax.set_ylabel(f"posterior mean {p.label}")
-            ax.text(0.05, 0.93, f"$R^2 = {r2[j]:.3f}$", transform=ax.transAxes, va="top")
+            ax.text(0.05, 0.93, f"$R^2 = {r2[j]:.3f}$", transform=ax.transAxes, va="top", bbox=LABEL_BOX)
         fig.tight_layout()
         save_figure(fig, *paths)
 
@@ -185,8 +187,7 @@ def residuals(truth: np.ndarray, mean: np.ndarray, stats: Mapping[str, Mapping[s
             ax.set_xlabel(f"true {p.axis_label}")
             unit = f" [{p.unit}]" if p.unit else ""
             ax.set_ylabel(f"residual {p.label}{unit}")
-            ax.text(0.04, 0.95, f"bias = {s['bias']:.3g}", transform=ax.transAxes, va="top", fontsize=8,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
+            ax.text(0.04, 0.95, f"bias = {s['bias']:.3g}", transform=ax.transAxes, va="top", fontsize=8, bbox=LABEL_BOX)
         fig.tight_layout()
         _top_legend(fig, axes[0])
         save_figure(fig, *paths)
