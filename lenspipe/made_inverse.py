@@ -24,8 +24,8 @@ def inverse(transform: Transform, z: Tensor, context: Tensor | None, index: Tens
     Without `index`, context has one row per row of z. Equal to nflows' `transform.inverse(z, context[index])[0]`
     up to float rounding.
     """
-    rows = _RowContext(context, index)
-    return _inverse(transform, z, rows)
+    per_row = context if context is None or index is None else context[index]
+    return _inverse(transform, z, context, index, per_row)
 
 
 def supports_fast_inverse(transform: Transform) -> bool:
@@ -92,26 +92,12 @@ def made_affine_inverse(transform: MaskedAffineAutoregressiveTransform, y: Tenso
     return x
 
 
-class _RowContext:
-    """The context of each row, expanded from (context, index) only if a transform needs it per row."""
-
-    def __init__(self, context: Tensor | None, index: Tensor | None) -> None:
-        self.context, self.index = context, index
-        self._rows: Tensor | None = None
-
-    def per_row(self) -> Tensor | None:
-        if self.context is None or self.index is None:
-            return self.context
-        if self._rows is None:
-            self._rows = self.context[self.index]
-        return self._rows
-
-
-def _inverse(transform: Transform, z: Tensor, rows: _RowContext) -> Tensor:
+def _inverse(transform: Transform, z: Tensor, context: Tensor | None, index: Tensor | None,
+             per_row: Tensor | None) -> Tensor:
     if isinstance(transform, CompositeTransform):
         for part in reversed(transform._transforms):
-            z = _inverse(part, z, rows)
+            z = _inverse(part, z, context, index, per_row)
         return z
     if supports_fast_inverse(transform) and z.ndim == 2:
-        return made_affine_inverse(transform, z, rows.context, rows.index)
-    return transform.inverse(z, context=rows.per_row())[0]
+        return made_affine_inverse(transform, z, context, index)
+    return transform.inverse(z, context=per_row)[0]
