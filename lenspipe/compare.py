@@ -18,6 +18,8 @@ import numpy as np
 from lenspipe import atomic, plots
 from lenspipe import parameters as params_table
 from lenspipe.errors import DataError
+from lenspipe.limits import LIMIT_ROW, theta_e_limits
+from lenspipe.store import open_store
 
 # Per-parameter tables: rows estimators, columns parameters. Table -> (key in the metrics JSON, title, format);
 # mean_abs_residual is the prior-width-normalised one.
@@ -65,8 +67,11 @@ def read_json(path: str | os.PathLike[str], required: Sequence[str] = ()) -> dic
 
 
 def build_tables(estimators: Sequence[str], metrics: Mapping[str, Mapping], training: Mapping[str, Mapping],
-                 sampling: Mapping[str, Mapping]) -> dict[str, Any]:
-    """The comparison DataFrames, one row per estimator (in the given order), keyed by table name."""
+                 sampling: Mapping[str, Mapping], limits: Mapping[str, float | None] | None = None) -> dict[str, Any]:
+    """The comparison DataFrames, one row per estimator (in the given order), keyed by table name.
+
+    `limits` (lenspipe.limits.theta_e_limits) adds a last row to the R^2 table: what theta_E alone allows.
+    """
     import pandas as pd
 
     names = list(metrics[estimators[0]]["parameters"])
@@ -77,6 +82,8 @@ def build_tables(estimators: Sequence[str], metrics: Mapping[str, Mapping], trai
     for table, (key, _, _) in PER_PARAMETER.items():
         rows = [{"estimator": est, **{n: _num(metrics[est]["per_parameter"][n][key]) for n in names}}
                 for est in estimators]
+        if table == "r2" and limits:
+            rows.append({"estimator": LIMIT_ROW, **{n: _num(limits.get(n)) for n in names}})
         tables[table] = pd.DataFrame(rows, columns=["estimator", *names])
     tables["calibration"] = pd.DataFrame([{
         "estimator": est,
@@ -178,15 +185,23 @@ def write_tables(tables: Mapping[str, Any], paths: Sequence[str | os.PathLike[st
 
 def compare(estimators: Sequence[str], metrics_paths: Sequence[str | os.PathLike[str]],
             training_paths: Sequence[str | os.PathLike[str]], sampling_paths: Sequence[str | os.PathLike[str]],
-            table_paths: Sequence[str | os.PathLike[str]], figure_paths: Sequence[str | os.PathLike[str]]) -> dict:
-    """Read every estimator's metrics, training summary and sampling timing; write the tables and the figure."""
+            table_paths: Sequence[str | os.PathLike[str]], figure_paths: Sequence[str | os.PathLike[str]],
+            train_store: str | os.PathLike[str] | None = None, test_store: str | os.PathLike[str] | None = None) -> dict:
+    """Read every estimator's metrics, training summary and sampling timing; write the tables and the figure.
+
+    With the split's stores, the R^2 table also gets the limit theta_E alone allows (lenspipe.limits).
+    """
     if not (len(estimators) == len(metrics_paths) == len(training_paths) == len(sampling_paths)):
         raise ValueError("one metrics, training and sampling file per estimator expected")
     metrics = {e: read_json(p, ("parameters", "per_parameter", "tarp")) for e, p in zip(estimators, metrics_paths,
                                                                                          strict=True)}
     training = {e: read_json(p, TRAINING_KEYS) for e, p in zip(estimators, training_paths, strict=True)}
     sampling = {e: read_json(p, SAMPLING_KEYS) for e, p in zip(estimators, sampling_paths, strict=True)}
-    tables = build_tables(estimators, metrics, training, sampling)
+    limits = None
+    if train_store is not None and test_store is not None:
+        train, test = open_store(train_store, verify=False), open_store(test_store, verify=False)  # labels only
+        limits = theta_e_limits(train.theta, test.theta, test.parameter_names)
+    tables = build_tables(estimators, metrics, training, sampling, limits)
     write_tables(tables, table_paths)
     names = metrics[estimators[0]]["parameters"]
     plots.comparison(long_table(estimators, metrics), names, figure_paths)

@@ -6,6 +6,7 @@ so a bad config stops the run before any job starts, without a traceback.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -83,6 +84,8 @@ def _to_config_error(error: Any) -> ConfigError:
         return ConfigError(key, f"at least {spec} entries", error.instance)
     if kind == "uniqueItems":
         return ConfigError(key, "no repeated entries", error.instance)
+    if kind in ("oneOf", "anyOf"):
+        return ConfigError(key, error.schema.get("description", "a value of one of the allowed forms"), error.instance)
     if kind == "pattern":
         return ConfigError(key, f"a name matching {spec}", error.instance)
     return ConfigError(key, error.message)
@@ -93,8 +96,21 @@ def _check_range(key: str, rng: Mapping[str, float]) -> None:
         raise ConfigError(f"{key}.min", f"a minimum below the maximum {rng['max']}", rng["min"])
 
 
+def check_finite(value: Any, key: str = "") -> None:
+    """Every number in the config finite (YAML's .inf and .nan pass a schema's `number`)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_finite(v, f"{key}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, "a finite number", value)
+
+
 def check_semantics(config: Mapping[str, Any]) -> None:
     """Cross-field rules the schema cannot express."""
+    check_finite(config)
     sim = config["simulation"]
     for name, rng in config["priors"].items():
         _check_range(f"priors.{name}", rng)
@@ -121,6 +137,7 @@ def check_semantics(config: Mapping[str, Any]) -> None:
         if missing:
             raise ConfigError(f"simulation.{obj}.colours", f"a colour for every band ({', '.join(sim['bands'])})",
                               f"none for {', '.join(missing)}")
+    check_noise_settings(sim, config["priors"])
     if sim["n_shards"] > sim["n_images"]:
         raise ConfigError("simulation.n_shards", f"at most n_images ({sim['n_images']}) shards", sim["n_shards"])
     frac = config["split"]["test_fraction"]
@@ -137,6 +154,13 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)
+
+
+def check_noise_settings(simulation: Mapping[str, Any], priors: Mapping[str, Any]) -> None:
+    """Zero points, exposures and sky that give every image a finite, positive noise variance (deeplens's tables)."""
+    from lenspipe import deeplens
+
+    deeplens.check_noise_variance(deeplens.SimulatorSpec.from_config(simulation, priors))
 
 
 def check_targets(targets: Iterable[str], out: str, estimators: Iterable[str]) -> None:

@@ -8,6 +8,12 @@ deeplenstronomy 0.0.2.3 bugs handled here:
   (lenspipe.simulate);
 - it passes the sky brightness (mag/arcsec^2) to lenstronomy as counts/s/arcsec^2, so images are nearly
   noise-free: with sky_noise 'survey' the missing Gaussian background variance is added (`add_sky_noise`);
+- its DELVE zero points are per exposure (~31.3-31.6) where lenstronomy reads the magnitude of 1 e-/s: with
+  sky_noise 'survey' per-second zero points are given to it instead, before it simulates, so lens, source, sky
+  and Poisson noise are all in e-/s (`survey_sections`); its r- and z-band sky tables hold impossible bins
+  (fainter than any night sky), which are dropped (`lenspipe_sky_brightness`);
+- its Poisson noise uses one exposure's time even for coadds: a coadd of N exposures is given to it as one
+  exposure of N times the time with sqrt(N) times the read noise, which is the same noise (`survey_sections`);
 - one magnitude is drawn for all bands, so the bands are copies: the `lenspipe_uniform_colours`
   distribution adds a per-band colour to one uniform draw;
 - OBJID restarts at 0 in every call: never used to join anything.
@@ -33,13 +39,26 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lenspipe import __version__
+from lenspipe import __version__, depth
 from lenspipe.errors import ConfigError, DataError
 from lenspipe.priors import Cosmology
 from lenspipe.seeds import derive_seed
 
 SKY_NOISE_MODES = ("survey", "legacy")
 COLOUR_DISTRIBUTION = "lenspipe_uniform_colours"
+ZERO_POINT_DISTRIBUTION = "lenspipe_per_band"
+SKY_DISTRIBUTION = "lenspipe_{survey}_sky_brightness"
+EXPOSURE_DISTRIBUTION = "lenspipe_{survey}_exposure_time"
+SURVEYS = ("delve",)
+# Per-second DECam zero points (magnitude of 1 e-/s), which is what lenstronomy's magnitude_zero_point means:
+# DES's calibrated values in g, r, i; z (no DES value at hand) is the preset's 31.262 - 2.5 log10(85.55 s, its
+# median z exposure). deeplenstronomy's DELVE preset stores per-exposure values (31.550 / 31.284 / 31.608 /
+# 31.262); its value minus 2.5 log10 of the band's median exposure (88.7 / 56.7 / 88.7 s) gives 26.68 / 26.90 /
+# 26.74 in g, r, i, within 0.12 mag of DES's.
+PER_SECOND_ZERO_POINTS: dict[str, dict[str, float]] = {"delve": {"g": 26.58, "r": 26.78, "i": 26.75, "z": 26.43}}
+# No ground-based night sky is fainter than this (dark sky at zenith: g ~22.5, r ~21.5, i ~20.5, z ~19.5
+# mag/arcsec^2); the DELVE preset's sky tables have a few bins beyond it (r: 27.1, 27.5; z: 23.2-24.4).
+SKY_FAINTEST = 23.0
 # deeplenstronomy marks a system whose source plane is not behind the lens with a redshift >= 10.
 SENTINEL_REDSHIFT = 10.0
 # Metadata columns (suffix -<band>) of each inferable parameter: plane 1 holds the lens, plane 2 the source.
@@ -57,21 +76,30 @@ _OUTDIR = "deeplenstronomy_out"
 
 @dataclass(frozen=True)
 class Uniform:
-    """A uniform range [min, max] from the config."""
+    """A uniform range [min, max] from the config, or a fixed value (a plain number: min == max)."""
 
     min: float
     max: float
 
     @classmethod
     def from_config(cls, value: Any, key: str) -> Uniform:
-        """Read {min, max}; anything else is a ConfigError naming `key`."""
+        """Read {min, max} or a plain number (fixed); anything else is a ConfigError naming `key`."""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return cls(float(value), float(value))
         try:
             return cls(float(value["min"]), float(value["max"]))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(key, "a range {min: number, max: number}", value) from exc
+            raise ConfigError(key, "a number or a range {min: number, max: number}", value) from exc
 
-    def distribution(self) -> dict[str, Any]:
-        """deeplenstronomy's DISTRIBUTION entry drawing from this range."""
+    @property
+    def fixed(self) -> bool:
+        """Whether this is one value rather than a range."""
+        return self.min == self.max
+
+    def distribution(self) -> float | dict[str, Any]:
+        """deeplenstronomy's entry: the value itself when fixed, else a DISTRIBUTION drawing from the range."""
+        if self.fixed:
+            return self.min
         return {"DISTRIBUTION": {"NAME": "uniform", "PARAMETERS": {"minimum": self.min, "maximum": self.max}}}
 
 
@@ -97,7 +125,7 @@ class LightSpec:
         return cls(str(_get(light, "profile", f"{key}.light")), params, {b: float(colours[b]) for b in bands})
 
     def profile_entry(self) -> dict[str, Any]:
-        """deeplenstronomy's LIGHT_PROFILE entry; the magnitude is drawn once and offset by band."""
+        """deeplenstronomy's LIGHT_PROFILE entry; the magnitude is drawn once (or fixed) and offset by band."""
         mag = self.params["magnitude"]
         params: dict[str, Any] = {
             "center_x": 0.0,
@@ -123,6 +151,8 @@ class SimulatorSpec:
     priors: dict[str, Uniform]
     lens_light: LightSpec
     source_light: LightSpec
+    zero_points: dict[str, float] | None = None  # per-second, per band (survey noise); None: the preset's
+    exposures: int = 1  # coadded exposures per band (survey noise)
 
     @classmethod
     def from_config(cls, simulation: Mapping[str, Any], priors: Mapping[str, Any]) -> SimulatorSpec:
@@ -133,8 +163,18 @@ class SimulatorSpec:
             raise ConfigError("simulation.sky_noise", "one of " + ", ".join(SKY_NOISE_MODES), sky_noise)
         cosmo = _get(simulation, "cosmology", "simulation")
         lens = _get(simulation, "lens", "simulation")
+        survey = str(_get(simulation, "survey", "simulation"))
+        if survey not in SURVEYS:
+            raise ConfigError("simulation.survey", "a deeplenstronomy survey preset lenspipe knows (" + ", ".join(SURVEYS) + ")",
+                              survey)
+        exposures = int(simulation.get("exposures", 1))
+        zero_points = None
+        if sky_noise == "survey":
+            zero_points = per_second_zero_points(survey, bands, simulation.get("zero_points"))
+        elif exposures != 1:
+            raise ConfigError("simulation.exposures", "1 with sky_noise: legacy (deeplenstronomy's own noise)", exposures)
         return cls(
-            survey=str(_get(simulation, "survey", "simulation")),
+            survey=survey,
             bands=bands,
             num_pix=int(_get(simulation, "num_pix", "simulation")),
             pixel_scale=float(_get(simulation, "pixel_scale", "simulation")),
@@ -145,7 +185,52 @@ class SimulatorSpec:
                     for name in ("sigma_v", "e1", "e2", "z_l", "z_s")},
             lens_light=LightSpec.from_config(lens, "simulation.lens", bands),
             source_light=LightSpec.from_config(_get(simulation, "source", "simulation"), "simulation.source", bands),
+            zero_points=zero_points,
+            exposures=exposures,
         )
+
+
+def per_second_zero_points(survey: str, bands: tuple[str, ...], given: Mapping[str, Any] | None) -> dict[str, float]:
+    """Each band's per-second zero point: the config's `simulation.zero_points`, else the survey's table."""
+    table = {**PER_SECOND_ZERO_POINTS.get(survey, {}), **{str(k): v for k, v in (given or {}).items()}}
+    out = {}
+    for band in bands:
+        if band not in table:
+            raise ConfigError("simulation.zero_points", f"a per-second zero point for band {band}")
+        value = float(table[band])
+        if not np.isfinite(value):
+            raise ConfigError(f"simulation.zero_points.{band}", "a finite magnitude", table[band])
+        out[band] = value
+    return out
+
+
+def check_noise_variance(spec: SimulatorSpec) -> None:
+    """Refuse settings whose background variance (sky, read noise, exposure) can be non-finite or <= 0 in a band.
+
+    The extremes of the survey's sky and exposure tables are tried; the key named is the one to change.
+    """
+    from lenstronomy.Util.data_util import bkg_noise
+
+    image, survey = survey_sections(spec)
+    for band in spec.bands:
+        if spec.zero_points is None:
+            zero_point, key = float(preset_table(f"{spec.survey}_magnitude_zero_point")[band]), "simulation.survey"
+            skies = preset_table(f"{spec.survey}_sky_brightness")[band]["VALUES"]
+        else:
+            zero_point, key = spec.zero_points[band], f"simulation.zero_points.{band}"
+            skies = sky_table(spec.survey, band)[0]
+        exposures = [spec.exposures * t for t in preset_table(f"{spec.survey}_exposure_time")[band]["VALUES"]]
+        read_noise = float(image["read_noise"])
+        with np.errstate(over="ignore", invalid="ignore"):
+            sky = 10.0 ** (-0.4 * (np.array([min(skies), max(skies)]) - zero_point))
+            var = np.array([bkg_noise(read_noise, t, c, spec.pixel_scale) ** 2 for t in (min(exposures), max(exposures))
+                            for c in sky])
+        if not np.all(np.isfinite(sky)):
+            raise ConfigError(key, "a zero point that gives finite sky counts (magnitude of 1 e-/s, ~26-27 for DECam)",
+                              zero_point)
+        if not (np.all(np.isfinite(var)) and np.all(var > 0)):
+            raise ConfigError("simulation.exposures" if spec.exposures != 1 else key,
+                              f"settings giving a finite, positive noise variance in band {band}", f"{var.tolist()}")
 
 
 def _get(section: Mapping[str, Any], key: str, where: str) -> Any:
@@ -170,7 +255,20 @@ def survey_sections(spec: SimulatorSpec) -> tuple[dict[str, Any], dict[str, Any]
     image, survey = sections["IMAGE"]["PARAMETERS"], sections["SURVEY"]["PARAMETERS"]
     image.update(numPix=spec.num_pix, pixel_scale=spec.pixel_scale)
     survey["BANDS"] = ",".join(spec.bands)
+    if spec.zero_points is not None:  # survey noise: the preset's units repaired before anything is simulated
+        survey["magnitude_zero_point"] = _named(ZERO_POINT_DISTRIBUTION, values=dict(spec.zero_points))
+        survey["sky_brightness"] = _named(SKY_DISTRIBUTION.format(survey=spec.survey))
+        # A coadd of N exposures of t seconds has the noise of one exposure of N t seconds with sqrt(N) times
+        # the read noise (variance N rn^2 + N t sky, Poisson on N t); deeplenstronomy's Poisson term reads
+        # exposure_time only, so it is given the coadd as one exposure.
+        image["exposure_time"] = _named(EXPOSURE_DISTRIBUTION.format(survey=spec.survey), exposures=spec.exposures)
+        image["read_noise"] = float(image["read_noise"]) * float(np.sqrt(spec.exposures))
+        survey["num_exposures"] = 1
     return image, survey
+
+
+def _named(name: str, **parameters: Any) -> dict[str, Any]:
+    return {"DISTRIBUTION": {"NAME": name, "PARAMETERS": parameters or None}}
 
 
 def build_config(spec: SimulatorSpec, size: int, seed: int) -> dict[str, Any]:
@@ -218,11 +316,60 @@ def lenspipe_uniform_colours(minimum: float, maximum: float, colours: Mapping[st
     return [draw + float(colours[b]) for b in bands.split(",")]
 
 
+def lenspipe_per_band(values: Mapping[str, float], bands: str = "") -> list[float]:
+    """A fixed value per band (deeplenstronomy's fixed values are one number for all bands)."""
+    return [float(values[b]) for b in bands.split(",")]
+
+
+def sky_table(survey: str, band: str) -> tuple[list[float], list[float]]:
+    """The survey's sky-brightness bins (mag/arcsec^2) and weights of one band, impossible bins dropped."""
+    table = preset_table(f"{survey}_sky_brightness")[band]
+    pairs = [(v, w) for v, w in zip(table["VALUES"], table["WEIGHTS"], strict=True) if v <= SKY_FAINTEST and w > 0]
+    return [v for v, _ in pairs], [w for _, w in pairs]
+
+
+@functools.cache
+def preset_table(function: str) -> dict[str, Any]:
+    """The literal `dist` table inside one of deeplenstronomy's survey distribution functions (read, not copied)."""
+    import ast
+    import inspect
+
+    from deeplenstronomy import distributions
+
+    tree = ast.parse(inspect.getsource(getattr(distributions, function)))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "dist" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise DataError(f"deeplenstronomy.distributions.{function}", "a literal `dist` table")
+
+
+def lenspipe_sky_brightness(survey: str, bands: str = "") -> list[float]:
+    """A draw of the survey's sky brightness per band, from its table without the impossible bins."""
+    out = []
+    for band in bands.split(","):
+        values, weights = sky_table(survey, band)
+        out.append(random.choices(values, weights)[0])
+    return out
+
+
+def lenspipe_exposure_time(survey: str, exposures: int, bands: str = "") -> list[float]:
+    """The total time of `exposures` coadded exposures, each drawn as the survey's exposure time."""
+    from deeplenstronomy import distributions
+
+    single = getattr(distributions, f"{survey}_exposure_time")(bands=bands)
+    return [float(exposures) * float(t) for t in single]
+
+
 def register_distributions() -> None:
     """Make lenspipe's distributions callable by name from a deeplenstronomy config."""
     from deeplenstronomy import distributions
 
     setattr(distributions, COLOUR_DISTRIBUTION, lenspipe_uniform_colours)
+    setattr(distributions, ZERO_POINT_DISTRIBUTION, lenspipe_per_band)
+    for survey in SURVEYS:
+        setattr(distributions, SKY_DISTRIBUTION.format(survey=survey), functools.partial(lenspipe_sky_brightness, survey))
+        setattr(distributions, EXPOSURE_DISTRIBUTION.format(survey=survey),
+                functools.partial(lenspipe_exposure_time, survey))
 
 
 @dataclass
@@ -265,7 +412,10 @@ def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) ->
         batch = batch.select(keep)
     sky = add_sky_noise(batch.images, batch.metadata, spec.bands, spec.sky_noise == "survey",
                         derive_seed(seed, "sky_noise"))
-    batch.metadata = pd.concat([batch.metadata, sky], axis=1)
+    meta = pd.concat([batch.metadata, sky], axis=1)
+    coadds = pd.DataFrame({f"coadd_exposures-{band}": spec.exposures for band in spec.bands}, index=meta.index)
+    meta = pd.concat([meta, coadds], axis=1)
+    batch.metadata = pd.concat([meta, depth.image_depths(meta, spec.bands)], axis=1)
     return batch
 
 

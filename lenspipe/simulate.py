@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lenspipe import __version__, deeplens
+from lenspipe import __version__, deeplens, depth
 from lenspipe.atomic import write_text
 from lenspipe.errors import ConfigError, DataError
 from lenspipe.priors import einstein_radius
@@ -113,6 +113,10 @@ def simulate_shard(settings: SimulationSettings) -> Shard:
     images = np.concatenate([b.images for b in batches], dtype=np.float32)
     theta64 = deeplens.labels(meta, settings.parameters, spec.bands[0])
     check_einstein_radius(meta, spec, settings.name)
+    ratios = depth.check_noise(images, meta, spec.bands, settings.name)
+    log.info("%s: image noise / metadata noise per band: %s; median 10-sigma depth: %s", settings.name,
+             ", ".join(f"{b} {r:.3f}" for b, r in ratios.items()),
+             ", ".join(f"{b} {meta[f'depth_10sigma-{b}'].median():.2f}" for b in spec.bands))
     return Shard(images, theta64.astype(np.float32), deeplens.parquet_safe(meta), batches[0].yaml, calls, nonfinite)
 
 
@@ -134,6 +138,8 @@ def store_attrs(settings: SimulationSettings, shard: Shard) -> dict[str, Any]:
         "bands": list(spec.bands),
         "survey": spec.survey,
         "sky_noise": spec.sky_noise,
+        "zero_points": spec.zero_points,  # per second, given to deeplenstronomy (None: the preset's per exposure)
+        "exposures": spec.exposures,
         "pixel_scale": spec.pixel_scale,
         "num_pix": spec.num_pix,
         "units": "counts/s (e-/s) per pixel",

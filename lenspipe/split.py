@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenspipe import atomic
+from lenspipe import atomic, depth
 from lenspipe.config import n_test_images
 from lenspipe.errors import DataError
 from lenspipe.seeds import split_seed
@@ -38,8 +38,13 @@ def split_shards(
     test_path: str | os.PathLike[str],
     normalisation_path: str | os.PathLike[str],
     settings: SplitSettings,
+    check_depth: bool = True,
 ) -> dict:
-    """Write the train and test stores and normalisation JSON; returns the normalisation statistics."""
+    """Write the train and test stores and normalisation JSON; returns the normalisation statistics.
+
+    Each shard's image noise is checked against its metadata's noise (`lenspipe.depth.check_noise`);
+    `check_depth=False` is for synthetic stores that carry no simulator metadata.
+    """
     import pandas as pd
 
     stores = [open_store(s, verify=True) for s in shards]  # a damaged shard stops here, named
@@ -48,22 +53,27 @@ def split_shards(
     for store in stores[1:]:
         if store.parameter_names != names or store.bands != bands or store.images.shape[1:] != stores[0].images.shape[1:]:
             raise DataError(store.path, f"shard layout differs from {stores[0].path} (parameters, bands or image shape)")
-    images = np.concatenate([s.load_images() for s in stores])
     theta = np.concatenate([s.theta for s in stores])
-    frames = []
+    frames, blocks = [], []
     for store in stores:
         meta = store.metadata()
+        blocks.append(store.load_images())
+        if check_depth:  # images that do not match their metadata's depth stop here, named
+            depth.check_noise(blocks[-1], meta, bands, str(store.path))
         meta.insert(0, "shard_row", np.arange(len(store)))
         meta.insert(0, "shard", int(store.attrs.get("shard", -1)))
         frames.append(meta)
     metadata = pd.concat(frames, ignore_index=True)
+    images = np.concatenate(blocks)
+    del blocks
 
     n = len(theta)
     n_test = n_test_images(n, settings.test_fraction)
     order = np.random.default_rng(settings.seed).permutation(n)
     test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
     stats = normalisation(images[train_idx], bands)
-    common = {key: stores[0].attrs[key] for key in ("bands", "pixel_scale", "survey", "sky_noise") if key in stores[0].attrs}
+    common = {key: stores[0].attrs[key] for key in ("bands", "pixel_scale", "survey", "sky_noise", "zero_points", "exposures")
+              if key in stores[0].attrs}
     for part, idx, path in (("train", train_idx, train_path), ("test", test_idx, test_path)):
         write_store(path, images[idx], theta[idx], names,
                     attrs={**common, "part": part, "split_seed": settings.seed, "n_shards": len(stores)},

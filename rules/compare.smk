@@ -7,6 +7,8 @@ rule compare:
         metrics=expand(METRICS_JSON, estimator=estimator_names()),
         training=expand(SUMMARY, estimator=estimator_names()),
         sampling=expand(SAMPLE_TIMING, estimator=estimator_names()),
+        train=TRAIN_STORE,
+        test=TEST_STORE,
     output:
         tables=comparison_tables(),
         figure=comparison_figure(),

@@ -12,4 +12,6 @@ with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors
         snakemake.input.sampling,  # noqa: F821
         snakemake.output.tables,  # noqa: F821
         snakemake.output.figure,  # noqa: F821
+        train_store=snakemake.input.train,  # noqa: F821
+        test_store=snakemake.input.test,  # noqa: F821
     )

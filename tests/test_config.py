@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import yaml
-from snakemake.utils import update_config
 
 from lenspipe.config import check_config, load_config
 from lenspipe.errors import ConfigError
@@ -12,7 +10,7 @@ from lenspipe.errors import ConfigError
 from .conftest import REPO, copy_workflow, snakemake, write_config
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "survey.yaml", "realistic.yaml", "test.yaml"])
 def test_shipped_configs_are_valid(name: str) -> None:
     check_config(load_config(REPO / "config" / name))
 
@@ -50,6 +48,16 @@ BAD = [
     ("estimators.maf.flow", "realnvp",
      "estimators.maf.flow: expected an sbi flow or coupling_resnet (coupling_resnet, made, maf"),
     ("simulation.pixelscale", 0.2, "simulation.pixelscale: expected one of the known keys"),
+    ("priors.e2.max", float("inf"), "priors.e2.max: expected a finite number (got inf)"),
+    ("simulation.lens.light.R_sersic", float("nan"), "simulation.lens.light.R_sersic: expected a finite number"),
+    ("simulation.lens.light.n_sersic", "four", "simulation.lens.light.n_sersic: expected a fixed value (a plain number) "
+     "or a uniform range {min, max} (got 'four')"),
+    ("simulation.lens.light.n_sersic", {"min": 4.0, "max": 4.0}, "simulation.lens.light.n_sersic.min: expected a "
+     "minimum below the maximum 4.0"),
+    ("simulation.zero_points", {"g": 26.5, "r": 26.8, "i": 1000.0},
+     "simulation.zero_points.i: expected a zero point that gives finite sky counts"),
+    ("simulation.zero_points", {"g": "26.5"}, "simulation.zero_points.g: expected a number (got '26.5')"),
+    ("simulation.exposures", 0, "simulation.exposures: expected a value >= 1 (got 0)"),
 ]
 
 
@@ -102,17 +110,40 @@ def test_unknown_estimator_target_names_the_estimators(tmp_path) -> None:
     assert "Traceback" not in err
 
 
-def test_legacy_overlay_changes_only_the_noise_and_the_run_name(tmp_path) -> None:
-    """config/legacy.yaml on top of config.yaml: the seeds' noise setting in results/paper_legacy, all else the paper's."""
+STUDIES = {"paper": "config.yaml", "survey": "survey.yaml", "realistic": "realistic.yaml"}
+
+
+def test_the_three_studies_differ_only_as_documented() -> None:
+    """paper -> survey changes the noise (and keeps maf, nsf); survey -> realistic only draws the nuisance light."""
+    paper, survey, realistic = (load_config(REPO / "config" / f) for f in STUDIES.values())
+    assert (paper["run"], survey["run"], realistic["run"]) == tuple(STUDIES)
+    assert paper["simulation"]["sky_noise"] == "legacy" and survey["simulation"]["sky_noise"] == "survey"
+    # The paper run is the seeds' design: only the five priors are drawn, every light parameter is a plain number.
+    for obj in ("lens", "source"):
+        light = paper["simulation"][obj]["light"]
+        assert all(isinstance(v, float) for k, v in light.items() if k != "profile"), light
+        assert all(isinstance(v, dict) for k, v in realistic["simulation"][obj]["light"].items() if k != "profile")
+    assert list(paper["estimators"]) == ["maf", "nsf", "nsf_16x512", "coupling_resnet"]
+    assert list(survey["estimators"]) == list(realistic["estimators"]) == ["maf", "nsf"]
+    assert all(survey["estimators"][e] == paper["estimators"][e] for e in survey["estimators"])
+    for cfg in (paper, survey, realistic):
+        cfg.pop("run"), cfg.pop("estimators")
+    assert survey["simulation"].pop("sky_noise") == "survey" and paper["simulation"].pop("sky_noise") == "legacy"
+    assert survey["simulation"].pop("exposures") == 1
+    realistic["simulation"].pop("sky_noise"), realistic["simulation"].pop("exposures")
+    assert survey == paper
+    for obj in ("lens", "source"):
+        realistic["simulation"][obj]["light"] = survey["simulation"][obj]["light"]
+    assert realistic == survey
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_each_study_is_one_command(tmp_path, study: str) -> None:
+    """`snakemake -n --configfile config/<study>.yaml` plans the whole study into results/<study>/."""
     work = copy_workflow(tmp_path)
-    proc = snakemake(["-n", "--configfile", "config/config.yaml", "config/legacy.yaml"], cwd=work)
+    cfg = load_config(REPO / "config" / STUDIES[study])
+    proc = snakemake(["-n", "--configfile", f"config/{STUDIES[study]}"], cwd=work)
     out = proc.stdout
-    assert "results/paper_legacy/compare/r2.csv" in out and "results/paper/" not in out
-    assert out.count("rule simulate:") == 10 and not (work / "results").exists()
-    merged = load_config(REPO / "config" / "config.yaml")
-    update_config(merged, yaml.safe_load((REPO / "config" / "legacy.yaml").read_text()))
-    check_config(merged)
-    paper = load_config(REPO / "config" / "config.yaml")
-    assert merged["simulation"].pop("sky_noise") == "legacy" and paper["simulation"].pop("sky_noise") == "survey"
-    assert merged.pop("run") == "paper_legacy" and paper.pop("run") == "paper"
-    assert merged == paper
+    assert f"results/{study}/compare/r2.csv" in out
+    assert out.count("rule simulate:") == cfg["simulation"]["n_shards"]
+    assert out.count("rule train:") == len(cfg["estimators"]) and not (work / "results").exists()

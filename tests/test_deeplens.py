@@ -48,10 +48,20 @@ def test_yaml_follows_the_config() -> None:
     image, survey = doc["IMAGE"]["PARAMETERS"], doc["SURVEY"]["PARAMETERS"]
     assert (image["numPix"], image["pixel_scale"]) == (sim["num_pix"], sim["pixel_scale"])
     assert survey["BANDS"] == ",".join(sim["bands"])
-    # DELVE conditions: deeplenstronomy's delve preset distributions, per band and image.
-    assert image["exposure_time"]["DISTRIBUTION"]["NAME"] == "delve_exposure_time"
+    # DELVE conditions: deeplenstronomy's delve seeing; with survey noise lenspipe's per-second zero points,
+    # its sky table without the impossible bins and its exposure times times the coadded exposures.
+    assert survey["seeing"]["DISTRIBUTION"]["NAME"] == "delve_seeing"
+    assert survey["magnitude_zero_point"]["DISTRIBUTION"] == {
+        "NAME": "lenspipe_per_band", "PARAMETERS": {"values": {"g": 26.58, "r": 26.78, "i": 26.75}}}
+    assert survey["sky_brightness"]["DISTRIBUTION"]["NAME"] == "lenspipe_delve_sky_brightness"
+    assert image["exposure_time"]["DISTRIBUTION"] == {"NAME": "lenspipe_delve_exposure_time",
+                                                      "PARAMETERS": {"exposures": 1}}
+    assert survey["num_exposures"] == 1 and image["read_noise"] == 7.0
+    # legacy noise: deeplenstronomy's preset exactly (the seeds' images).
+    legacy = yaml.safe_load(deeplens.config_yaml(make_spec(sky_noise="legacy"), size=12, seed=99))
+    assert legacy["IMAGE"]["PARAMETERS"]["exposure_time"]["DISTRIBUTION"]["NAME"] == "delve_exposure_time"
     for key in ("seeing", "sky_brightness", "magnitude_zero_point"):
-        assert survey[key]["DISTRIBUTION"]["NAME"] == f"delve_{key}"
+        assert legacy["SURVEY"]["PARAMETERS"][key]["DISTRIBUTION"]["NAME"] == f"delve_{key}"
 
     def uniform(entry: dict) -> dict:
         assert entry["DISTRIBUTION"]["NAME"] == "uniform"
