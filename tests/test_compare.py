@@ -91,3 +91,40 @@ def test_missing_training_field_names_the_file(tmp_path: Path) -> None:
 def test_table_paths_must_name_a_table(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected <table>.<format>"):
         compare.write_tables({"r2": pd.DataFrame({"estimator": ["maf"]})}, [tmp_path / "r3.csv"])
+
+
+def test_cross_study_table_reads_the_compare_tables(tmp_path) -> None:
+    """python -m lenspipe.studies: the compare rule's R^2 and 68% coverage per study, the seeds' rows first."""
+    from lenspipe.studies import cross_study_table, main
+
+    for study, (r2, cov) in {"paper": (0.9, 0.7), "survey": (0.5, 0.66)}.items():
+        folder = tmp_path / study / "compare"
+        folder.mkdir(parents=True)
+        (folder / "r2.csv").write_text(f"estimator,sigma_v,theta_E\nmaf,{r2},0.99\ntheta_E alone (limit),0.905,\n")
+        (folder / "coverage_68.csv").write_text(f"estimator,sigma_v,theta_E\nmaf,{cov},0.6\n")
+    text = cross_study_table([tmp_path / "paper", tmp_path / "survey"])
+    lines = text.splitlines()
+    assert lines[0] == "| study | estimator | sigma_v | theta_E |"
+    assert lines[2] == "| seeds | maf | 0.903 | 0.999 |"
+    assert "| paper | maf | 0.900 / 0.70 | 0.990 / 0.60 |" in lines
+    assert "| paper | theta_E alone (limit) | 0.905 | -- |" in lines
+    assert lines[-2] == "| survey | maf | 0.500 / 0.66 | 0.990 / 0.60 |"
+    assert main([str(tmp_path / "missing")]) == 1
+
+
+def test_theta_e_limit_is_what_theta_e_alone_predicts() -> None:
+    """k-NN regression on the true theta_E: a parameter that is a function of it scores ~1, an independent one ~0."""
+    from lenspipe.limits import theta_e_limits
+
+    rng = np.random.default_rng(0)
+
+    def draw(n: int) -> np.ndarray:
+        theta_e = rng.uniform(0.5, 2.0, n)
+        return np.column_stack([theta_e, np.sin(3 * theta_e), rng.normal(size=n),
+                                theta_e + rng.normal(scale=0.5 * theta_e.std(), size=n)])
+
+    limits = theta_e_limits(draw(4000), draw(1000), ["theta_E", "f", "independent", "noisy"])
+    assert limits["theta_E"] is None
+    assert limits["f"] > 0.99 and abs(limits["independent"]) < 0.05
+    assert limits["noisy"] == pytest.approx(0.8, abs=0.05)  # var(theta_E) / (var + 0.25 var)
+    assert theta_e_limits(draw(10), draw(5)[:, 1:], ["f", "independent", "noisy"]) == {}
