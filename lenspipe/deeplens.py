@@ -55,7 +55,9 @@ SURVEYS = ("delve",)
 # median z exposure). deeplenstronomy's DELVE preset stores per-exposure values (31.550 / 31.284 / 31.608 /
 # 31.262); its value minus 2.5 log10 of the band's median exposure (88.7 / 56.7 / 88.7 s) gives 26.68 / 26.90 /
 # 26.74 in g, r, i, within 0.12 mag of DES's.
-PER_SECOND_ZERO_POINTS: dict[str, dict[str, float]] = {"delve": {"g": 26.58, "r": 26.78, "i": 26.75, "z": 26.43}}
+PER_SECOND_ZERO_POINTS: dict[str, dict[str, float]] = {
+    "delve": {"g": 26.58, "r": 26.78, "i": 26.75, "z": 26.43}
+}
 # No ground-based night sky is fainter than this (dark sky at zenith: g ~22.5, r ~21.5, i ~20.5, z ~19.5
 # mag/arcsec^2); the DELVE preset's sky tables have a few bins beyond it (r: 27.1, 27.5; z: 23.2-24.4).
 SKY_FAINTEST = 23.0
@@ -115,13 +117,21 @@ class LightSpec:
     def from_config(cls, obj: Mapping[str, Any], key: str, bands: tuple[str, ...]) -> LightSpec:
         """Read simulation.<obj> (light + colours); every band needs a colour."""
         light = _get(obj, "light", key)
-        params = {name: Uniform.from_config(rng, f"{key}.light.{name}") for name, rng in light.items() if name != "profile"}
+        params = {
+            name: Uniform.from_config(rng, f"{key}.light.{name}")
+            for name, rng in light.items()
+            if name != "profile"
+        }
         if "magnitude" not in params:
             raise ConfigError(f"{key}.light.magnitude", "a magnitude range")
         colours = _get(obj, "colours", key)
         missing = [b for b in bands if b not in colours]
         if missing:
-            raise ConfigError(f"{key}.colours", f"a colour for every band ({', '.join(bands)})", f"none for {', '.join(missing)}")
+            raise ConfigError(
+                f"{key}.colours",
+                f"a colour for every band ({', '.join(bands)})",
+                f"none for {', '.join(missing)}",
+            )
         return cls(str(_get(light, "profile", f"{key}.light")), params, {b: float(colours[b]) for b in bands})
 
     def profile_entry(self) -> dict[str, Any]:
@@ -131,8 +141,12 @@ class LightSpec:
             "center_x": 0.0,
             "center_y": 0.0,
             **{name: rng.distribution() for name, rng in self.params.items() if name != "magnitude"},
-            "magnitude": {"DISTRIBUTION": {"NAME": COLOUR_DISTRIBUTION, "PARAMETERS": {
-                "minimum": mag.min, "maximum": mag.max, "colours": dict(self.colours)}}},
+            "magnitude": {
+                "DISTRIBUTION": {
+                    "NAME": COLOUR_DISTRIBUTION,
+                    "PARAMETERS": {"minimum": mag.min, "maximum": mag.max, "colours": dict(self.colours)},
+                }
+            },
         }
         return {"NAME": self.profile, "PARAMETERS": params}
 
@@ -165,14 +179,19 @@ class SimulatorSpec:
         lens = _get(simulation, "lens", "simulation")
         survey = str(_get(simulation, "survey", "simulation"))
         if survey not in SURVEYS:
-            raise ConfigError("simulation.survey", "a deeplenstronomy survey preset lenspipe knows (" + ", ".join(SURVEYS) + ")",
-                              survey)
+            raise ConfigError(
+                "simulation.survey",
+                "a deeplenstronomy survey preset lenspipe knows (" + ", ".join(SURVEYS) + ")",
+                survey,
+            )
         exposures = int(simulation.get("exposures", 1))
         zero_points = None
         if sky_noise == "survey":
             zero_points = per_second_zero_points(survey, bands, simulation.get("zero_points"))
         elif exposures != 1:
-            raise ConfigError("simulation.exposures", "1 with sky_noise: legacy (deeplenstronomy's own noise)", exposures)
+            raise ConfigError(
+                "simulation.exposures", "1 with sky_noise: legacy (deeplenstronomy's own noise)", exposures
+            )
         return cls(
             survey=survey,
             bands=bands,
@@ -181,16 +200,22 @@ class SimulatorSpec:
             sky_noise=sky_noise,
             cosmology=Cosmology(H0=float(cosmo["H0"]), Om0=float(cosmo["Om0"])),
             lens_mass=str(_get(lens, "mass", "simulation.lens")),
-            priors={name: Uniform.from_config(_get(priors, name, "priors"), f"priors.{name}")
-                    for name in ("sigma_v", "e1", "e2", "z_l", "z_s")},
+            priors={
+                name: Uniform.from_config(_get(priors, name, "priors"), f"priors.{name}")
+                for name in ("sigma_v", "e1", "e2", "z_l", "z_s")
+            },
             lens_light=LightSpec.from_config(lens, "simulation.lens", bands),
-            source_light=LightSpec.from_config(_get(simulation, "source", "simulation"), "simulation.source", bands),
+            source_light=LightSpec.from_config(
+                _get(simulation, "source", "simulation"), "simulation.source", bands
+            ),
             zero_points=zero_points,
             exposures=exposures,
         )
 
 
-def per_second_zero_points(survey: str, bands: tuple[str, ...], given: Mapping[str, Any] | None) -> dict[str, float]:
+def per_second_zero_points(
+    survey: str, bands: tuple[str, ...], given: Mapping[str, Any] | None
+) -> dict[str, float]:
     """Each band's per-second zero point: the config's `simulation.zero_points`, else the survey's table."""
     table = {**PER_SECOND_ZERO_POINTS.get(survey, {}), **{str(k): v for k, v in (given or {}).items()}}
     out = {}
@@ -214,7 +239,10 @@ def check_noise_variance(spec: SimulatorSpec) -> None:
     image, survey = survey_sections(spec)
     for band in spec.bands:
         if spec.zero_points is None:
-            zero_point, key = float(preset_table(f"{spec.survey}_magnitude_zero_point")[band]), "simulation.survey"
+            zero_point, key = (
+                float(preset_table(f"{spec.survey}_magnitude_zero_point")[band]),
+                "simulation.survey",
+            )
             skies = preset_table(f"{spec.survey}_sky_brightness")[band]["VALUES"]
         else:
             zero_point, key = spec.zero_points[band], f"simulation.zero_points.{band}"
@@ -223,14 +251,25 @@ def check_noise_variance(spec: SimulatorSpec) -> None:
         read_noise = float(image["read_noise"])
         with np.errstate(over="ignore", invalid="ignore"):
             sky = 10.0 ** (-0.4 * (np.array([min(skies), max(skies)]) - zero_point))
-            var = np.array([bkg_noise(read_noise, t, c, spec.pixel_scale) ** 2 for t in (min(exposures), max(exposures))
-                            for c in sky])
+            var = np.array(
+                [
+                    bkg_noise(read_noise, t, c, spec.pixel_scale) ** 2
+                    for t in (min(exposures), max(exposures))
+                    for c in sky
+                ]
+            )
         if not np.all(np.isfinite(sky)):
-            raise ConfigError(key, "a zero point that gives finite sky counts (magnitude of 1 e-/s, ~26-27 for DECam)",
-                              zero_point)
+            raise ConfigError(
+                key,
+                "a zero point that gives finite sky counts (magnitude of 1 e-/s, ~26-27 for DECam)",
+                zero_point,
+            )
         if not (np.all(np.isfinite(var)) and np.all(var > 0)):
-            raise ConfigError("simulation.exposures" if spec.exposures != 1 else key,
-                              f"settings giving a finite, positive noise variance in band {band}", f"{var.tolist()}")
+            raise ConfigError(
+                "simulation.exposures" if spec.exposures != 1 else key,
+                f"settings giving a finite, positive noise variance in band {band}",
+                f"{var.tolist()}",
+            )
 
 
 def _get(section: Mapping[str, Any], key: str, where: str) -> Any:
@@ -261,7 +300,9 @@ def survey_sections(spec: SimulatorSpec) -> tuple[dict[str, Any], dict[str, Any]
         # A coadd of N exposures of t seconds has the noise of one exposure of N t seconds with sqrt(N) times
         # the read noise (variance N rn^2 + N t sky, Poisson on N t); deeplenstronomy's Poisson term reads
         # exposure_time only, so it is given the coadd as one exposure.
-        image["exposure_time"] = _named(EXPOSURE_DISTRIBUTION.format(survey=spec.survey), exposures=spec.exposures)
+        image["exposure_time"] = _named(
+            EXPOSURE_DISTRIBUTION.format(survey=spec.survey), exposures=spec.exposures
+        )
         image["read_noise"] = float(image["read_noise"]) * float(np.sqrt(spec.exposures))
         survey["num_exposures"] = 1
     return image, survey
@@ -274,27 +315,51 @@ def _named(name: str, **parameters: Any) -> dict[str, Any]:
 def build_config(spec: SimulatorSpec, size: int, seed: int) -> dict[str, Any]:
     """The deeplenstronomy config of `size` lens systems drawn with `seed` (one configuration, two planes)."""
     image, survey = survey_sections(spec)
-    mass = {"sigma_v": spec.priors["sigma_v"].distribution(), "e1": spec.priors["e1"].distribution(),
-            "e2": spec.priors["e2"].distribution(), "center_x": 0.0, "center_y": 0.0}
+    mass = {
+        "sigma_v": spec.priors["sigma_v"].distribution(),
+        "e1": spec.priors["e1"].distribution(),
+        "e2": spec.priors["e2"].distribution(),
+        "center_x": 0.0,
+        "center_y": 0.0,
+    }
     return {
-        "DATASET": {"NAME": "lenspipe", "PARAMETERS": {"SIZE": int(size), "OUTDIR": _OUTDIR, "SEED": int(seed)}},
+        "DATASET": {
+            "NAME": "lenspipe",
+            "PARAMETERS": {"SIZE": int(size), "OUTDIR": _OUTDIR, "SEED": int(seed)},
+        },
         "COSMOLOGY": {"PARAMETERS": {"H0": spec.cosmology.H0, "Om0": spec.cosmology.Om0}},
         "IMAGE": {"PARAMETERS": image},
         "SURVEY": {"PARAMETERS": survey},
         "SPECIES": {
-            "GALAXY_1": {"NAME": "LENS", "LIGHT_PROFILE_1": spec.lens_light.profile_entry(),
-                         "MASS_PROFILE_1": {"NAME": spec.lens_mass, "PARAMETERS": mass}},
+            "GALAXY_1": {
+                "NAME": "LENS",
+                "LIGHT_PROFILE_1": spec.lens_light.profile_entry(),
+                "MASS_PROFILE_1": {"NAME": spec.lens_mass, "PARAMETERS": mass},
+            },
             # deeplenstronomy requires a mass profile on every galaxy; the source plane's is never used.
-            "GALAXY_2": {"NAME": "SOURCE", "LIGHT_PROFILE_1": spec.source_light.profile_entry(),
-                         "MASS_PROFILE_1": {"NAME": "SIS", "PARAMETERS": {"theta_E": 0.0, "center_x": 0.0,
-                                                                           "center_y": 0.0}}},
+            "GALAXY_2": {
+                "NAME": "SOURCE",
+                "LIGHT_PROFILE_1": spec.source_light.profile_entry(),
+                "MASS_PROFILE_1": {
+                    "NAME": "SIS",
+                    "PARAMETERS": {"theta_E": 0.0, "center_x": 0.0, "center_y": 0.0},
+                },
+            },
         },
-        "GEOMETRY": {"CONFIGURATION_1": {
-            "NAME": "GALAXY_GALAXY",
-            "FRACTION": 1.0,
-            "PLANE_1": {"OBJECT_1": "LENS", "PARAMETERS": {"REDSHIFT": spec.priors["z_l"].distribution()}},
-            "PLANE_2": {"OBJECT_1": "SOURCE", "PARAMETERS": {"REDSHIFT": spec.priors["z_s"].distribution()}},
-        }},
+        "GEOMETRY": {
+            "CONFIGURATION_1": {
+                "NAME": "GALAXY_GALAXY",
+                "FRACTION": 1.0,
+                "PLANE_1": {
+                    "OBJECT_1": "LENS",
+                    "PARAMETERS": {"REDSHIFT": spec.priors["z_l"].distribution()},
+                },
+                "PLANE_2": {
+                    "OBJECT_1": "SOURCE",
+                    "PARAMETERS": {"REDSHIFT": spec.priors["z_s"].distribution()},
+                },
+            }
+        },
     }
 
 
@@ -310,7 +375,9 @@ def config_yaml(spec: SimulatorSpec, size: int, seed: int) -> str:
     return header + yaml.dump(build_config(spec, size, seed), Dumper=dumper, sort_keys=False)
 
 
-def lenspipe_uniform_colours(minimum: float, maximum: float, colours: Mapping[str, float], bands: str = "") -> list[float]:
+def lenspipe_uniform_colours(
+    minimum: float, maximum: float, colours: Mapping[str, float], bands: str = ""
+) -> list[float]:
     """One uniform draw plus each band's colour offset, so bands differ (deeplenstronomy's own draws are one value)."""
     draw = random.uniform(minimum, maximum)
     return [draw + float(colours[b]) for b in bands.split(",")]
@@ -324,7 +391,9 @@ def lenspipe_per_band(values: Mapping[str, float], bands: str = "") -> list[floa
 def sky_table(survey: str, band: str) -> tuple[list[float], list[float]]:
     """The survey's sky-brightness bins (mag/arcsec^2) and weights of one band, impossible bins dropped."""
     table = preset_table(f"{survey}_sky_brightness")[band]
-    pairs = [(v, w) for v, w in zip(table["VALUES"], table["WEIGHTS"], strict=True) if v <= SKY_FAINTEST and w > 0]
+    pairs = [
+        (v, w) for v, w in zip(table["VALUES"], table["WEIGHTS"], strict=True) if v <= SKY_FAINTEST and w > 0
+    ]
     return [v for v, _ in pairs], [w for _, w in pairs]
 
 
@@ -338,7 +407,9 @@ def preset_table(function: str) -> dict[str, Any]:
 
     tree = ast.parse(inspect.getsource(getattr(distributions, function)))
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "dist" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "dist" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise DataError(f"deeplenstronomy.distributions.{function}", "a literal `dist` table")
 
@@ -367,9 +438,16 @@ def register_distributions() -> None:
     setattr(distributions, COLOUR_DISTRIBUTION, lenspipe_uniform_colours)
     setattr(distributions, ZERO_POINT_DISTRIBUTION, lenspipe_per_band)
     for survey in SURVEYS:
-        setattr(distributions, SKY_DISTRIBUTION.format(survey=survey), functools.partial(lenspipe_sky_brightness, survey))
-        setattr(distributions, EXPOSURE_DISTRIBUTION.format(survey=survey),
-                functools.partial(lenspipe_exposure_time, survey))
+        setattr(
+            distributions,
+            SKY_DISTRIBUTION.format(survey=survey),
+            functools.partial(lenspipe_sky_brightness, survey),
+        )
+        setattr(
+            distributions,
+            EXPOSURE_DISTRIBUTION.format(survey=survey),
+            functools.partial(lenspipe_exposure_time, survey),
+        )
 
 
 @dataclass
@@ -382,7 +460,9 @@ class Batch:
     requested: int
     returned: int  # images deeplenstronomy returned (it loses some)
     yaml: str  # the config file make_dataset ran
-    planes: np.ndarray | None = None  # (n, 4, bands, H, W): lens light, source, point sources, noise (noise-free light)
+    planes: np.ndarray | None = (
+        None  # (n, 4, bands, H, W): lens light, source, point sources, noise (noise-free light)
+    )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -391,8 +471,15 @@ class Batch:
         """The same batch restricted to `rows` (a boolean mask or a slice), images and metadata together."""
         meta = self.metadata[rows] if not isinstance(rows, slice) else self.metadata.iloc[rows]
         planes = None if self.planes is None else self.planes[rows]
-        return Batch(self.images[rows], meta.reset_index(drop=True), self.seed, self.requested, self.returned, self.yaml,
-                     planes)
+        return Batch(
+            self.images[rows],
+            meta.reset_index(drop=True),
+            self.seed,
+            self.requested,
+            self.returned,
+            self.yaml,
+            planes,
+        )
 
 
 def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) -> Batch:
@@ -403,23 +490,30 @@ def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) ->
     raw_images, meta, raw_planes = run_make_dataset(text, planes=planes)
     returned = len(meta)
     if raw_images.shape[0] != returned:
-        raise DataError("deeplenstronomy", f"{raw_images.shape[0]} images but {returned} metadata rows (seed {seed})")
+        raise DataError(
+            "deeplenstronomy", f"{raw_images.shape[0]} images but {returned} metadata rows (seed {seed})"
+        )
     meta = fix_plane_redshifts(meta)
     batch = Batch(raw_images, meta, int(seed), int(size), returned, text, raw_planes)
     # deeplenstronomy's own sentinel mask reads the lagged column, so it can drop the wrong row: redo it.
     keep = meta[f"{LABEL_COLUMNS['z_s']}-{spec.bands[0]}"].to_numpy() < SENTINEL_REDSHIFT
     if not keep.all():
         batch = batch.select(keep)
-    sky = add_sky_noise(batch.images, batch.metadata, spec.bands, spec.sky_noise == "survey",
-                        derive_seed(seed, "sky_noise"))
+    sky = add_sky_noise(
+        batch.images, batch.metadata, spec.bands, spec.sky_noise == "survey", derive_seed(seed, "sky_noise")
+    )
     meta = pd.concat([batch.metadata, sky], axis=1)
-    coadds = pd.DataFrame({f"coadd_exposures-{band}": spec.exposures for band in spec.bands}, index=meta.index)
+    coadds = pd.DataFrame(
+        {f"coadd_exposures-{band}": spec.exposures for band in spec.bands}, index=meta.index
+    )
     meta = pd.concat([meta, coadds], axis=1)
     batch.metadata = pd.concat([meta, depth.image_depths(meta, spec.bands)], axis=1)
     return batch
 
 
-def run_make_dataset(yaml_text: str, planes: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
+def run_make_dataset(
+    yaml_text: str, planes: bool = False
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
     """Bare make_dataset on a YAML text, in a private temporary directory (it writes under the CWD).
 
     The caller's global numpy/python RNG states are restored afterwards (make_dataset reseeds both), and
@@ -430,8 +524,13 @@ def run_make_dataset(yaml_text: str, planes: bool = False) -> tuple[np.ndarray, 
 
     register_distributions()
     printed = io.StringIO()
-    with (tempfile.TemporaryDirectory(prefix="lenspipe-deeplens-") as tmp, contextlib.chdir(tmp),
-          _restored_rng(), shared_cosmology(), contextlib.redirect_stdout(printed)):
+    with (
+        tempfile.TemporaryDirectory(prefix="lenspipe-deeplens-") as tmp,
+        contextlib.chdir(tmp),
+        _restored_rng(),
+        shared_cosmology(),
+        contextlib.redirect_stdout(printed),
+    ):
         Path(_CONFIG_FILE).write_text(yaml_text)
         try:
             dataset = make_dataset(_CONFIG_FILE, store_in_memory=True, return_planes=planes)
@@ -477,7 +576,9 @@ def shared_cosmology() -> Iterator[None]:
 def fix_plane_redshifts(meta: pd.DataFrame) -> pd.DataFrame:
     """Rewrite the lagged PLANE_n-REDSHIFT-<band> columns with the true PLANE_n-OBJECT_1-REDSHIFT-<band> values."""
     meta = meta.copy()
-    for col in [c for c in meta.columns if c.startswith("PLANE_") and "-REDSHIFT-" in c and "-OBJECT_" not in c]:
+    for col in [
+        c for c in meta.columns if c.startswith("PLANE_") and "-REDSHIFT-" in c and "-OBJECT_" not in c
+    ]:
         plane, band = col.split("-REDSHIFT-")
         meta[col] = meta[f"{plane}-OBJECT_1-REDSHIFT-{band}"]
     return meta
@@ -502,8 +603,9 @@ def sky_sigmas(meta: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]:
     return survey, legacy
 
 
-def add_sky_noise(images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...], survey_noise: bool,
-                  seed: int) -> pd.DataFrame:
+def add_sky_noise(
+    images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...], survey_noise: bool, seed: int
+) -> pd.DataFrame:
     """Give each image and band the survey's Gaussian sky background, in place (or keep deeplenstronomy's).
 
     The legacy background is Gaussian, so adding independent Gaussian noise of variance sigma_survey^2 -
@@ -515,7 +617,10 @@ def add_sky_noise(images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...]
         survey, legacy = sky_sigmas(meta, band)
         if survey_noise:
             if np.any(survey < legacy):
-                raise DataError(f"band {band}", "survey sky noise below deeplenstronomy's own (check the survey's zero points)")
+                raise DataError(
+                    f"band {band}",
+                    "survey sky noise below deeplenstronomy's own (check the survey's zero points)",
+                )
             noise = rng.standard_normal(images[:, b].shape, dtype=np.float32)
             noise *= np.sqrt(survey**2 - legacy**2).astype(np.float32)[:, None, None]
             images[:, b] += noise

@@ -26,8 +26,13 @@ DELVE_DR2_COADD_5SIGMA = {"g": 24.3, "r": 23.9, "i": 23.5}
 FIVE_TO_TEN_SIGMA = 2.5 * np.log10(2.0)
 
 
-def point_source_depth(sky_sigma: np.ndarray, seeing: np.ndarray, pixel_scale: np.ndarray,
-                       zero_point: np.ndarray, snr: float = 10.0) -> np.ndarray:
+def point_source_depth(
+    sky_sigma: np.ndarray,
+    seeing: np.ndarray,
+    pixel_scale: np.ndarray,
+    zero_point: np.ndarray,
+    snr: float = 10.0,
+) -> np.ndarray:
     """Magnitude of a point source detected at `snr` by a PSF-matched filter on background-limited noise.
 
     A Gaussian PSF of FWHM `seeing` (arcsec) has noise-equivalent area 4 pi sigma_psf^2; sky_sigma is the per-pixel
@@ -43,12 +48,17 @@ def image_depths(meta: pd.DataFrame, bands: tuple[str, ...] | list[str]) -> pd.D
     out = {}
     for band in bands:
         out[f"depth_10sigma-{band}"] = point_source_depth(
-            meta[f"sky_sigma-{band}"].to_numpy(float), meta[f"seeing-{band}"].to_numpy(float),
-            meta[f"pixel_scale-{band}"].to_numpy(float), meta[f"magnitude_zero_point-{band}"].to_numpy(float))
+            meta[f"sky_sigma-{band}"].to_numpy(float),
+            meta[f"seeing-{band}"].to_numpy(float),
+            meta[f"pixel_scale-{band}"].to_numpy(float),
+            meta[f"magnitude_zero_point-{band}"].to_numpy(float),
+        )
     return pd.DataFrame(out, index=meta.index)
 
 
-def noise_ratio(images: np.ndarray, sky_sigma: np.ndarray, exposure_time: np.ndarray, frame: int = FRAME) -> np.ndarray:
+def noise_ratio(
+    images: np.ndarray, sky_sigma: np.ndarray, exposure_time: np.ndarray, frame: int = FRAME
+) -> np.ndarray:
     """Per image: measured / predicted noise sigma in the border frame of one band's images (n, H, W).
 
     The prediction per pixel is sky_sigma^2 + max(pixel, 0) / exposure_time (Poisson noise of the light, e-/s);
@@ -61,22 +71,35 @@ def noise_ratio(images: np.ndarray, sky_sigma: np.ndarray, exposure_time: np.nda
     mask = np.zeros((h, w - 2), dtype=bool)
     mask[:frame] = mask[-frame:] = True
     second = images[:, :, :-2] - 2.0 * images[:, :, 1:-1] + images[:, :, 2:]
-    var = np.asarray(sky_sigma, dtype=float)[:, None, None] ** 2 + np.clip(images, 0.0, None) / np.asarray(
-        exposure_time, dtype=float)[:, None, None]
+    var = (
+        np.asarray(sky_sigma, dtype=float)[:, None, None] ** 2
+        + np.clip(images, 0.0, None) / np.asarray(exposure_time, dtype=float)[:, None, None]
+    )
     predicted = var[:, :, :-2] + 4.0 * var[:, :, 1:-1] + var[:, :, 2:]
     measured = (second**2)[:, mask].sum(axis=1)
     return np.sqrt(measured / predicted[:, mask].sum(axis=1))
 
 
-def check_noise(images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...] | list[str], name: str,
-                rtol: float = NOISE_RTOL) -> dict[str, float]:
+def check_noise(
+    images: np.ndarray,
+    meta: pd.DataFrame,
+    bands: tuple[str, ...] | list[str],
+    name: str,
+    rtol: float = NOISE_RTOL,
+) -> dict[str, float]:
     """The median measured/predicted noise ratio per band; a DataError naming `name` if one is off by > rtol."""
     ratios = {}
     for b, band in enumerate(bands):
-        ratio = noise_ratio(images[:, b], meta[f"sky_sigma-{band}"].to_numpy(float),
-                            meta[f"exposure_time-{band}"].to_numpy(float))
+        ratio = noise_ratio(
+            images[:, b],
+            meta[f"sky_sigma-{band}"].to_numpy(float),
+            meta[f"exposure_time-{band}"].to_numpy(float),
+        )
         ratios[band] = float(np.median(ratio))
         if not abs(ratios[band] - 1.0) <= rtol:
-            raise DataError(name, f"band {band}: image noise {ratios[band]:.3f} x what its metadata's noise gives "
-                                  f"(expected 1 +- {rtol}): the images do not match their depth")
+            raise DataError(
+                name,
+                f"band {band}: image noise {ratios[band]:.3f} x what its metadata's noise gives "
+                f"(expected 1 +- {rtol}): the images do not match their depth",
+            )
     return ratios

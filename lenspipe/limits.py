@@ -15,8 +15,9 @@ NEIGHBOURS = 50
 LIMIT_ROW = "theta_E alone (limit)"
 
 
-def theta_e_limits(train_theta: np.ndarray, test_theta: np.ndarray, names: Sequence[str],
-                   neighbours: int = NEIGHBOURS) -> dict[str, float | None]:
+def theta_e_limits(
+    train_theta: np.ndarray, test_theta: np.ndarray, names: Sequence[str], neighbours: int = NEIGHBOURS
+) -> dict[str, float | None]:
     """R^2 on the test set of a k-NN regression of each parameter on the true theta_E (None for theta_E itself).
 
     Empty when theta_E is not among the inferred parameters.
@@ -29,8 +30,11 @@ def theta_e_limits(train_theta: np.ndarray, test_theta: np.ndarray, names: Seque
         return {}
     col = names.index("theta_E")
     k = max(1, min(neighbours, len(train_theta)))
-    model = KNeighborsRegressor(n_neighbors=k).fit(np.asarray(train_theta, float)[:, [col]],
-                                                   np.asarray(train_theta, float))
+    model = KNeighborsRegressor(n_neighbors=k).fit(
+        np.asarray(train_theta, float)[:, [col]], np.asarray(train_theta, float)
+    )
     predicted = model.predict(np.asarray(test_theta, float)[:, [col]])
-    return {n: None if n == "theta_E" else float(r2_score(np.asarray(test_theta, float)[:, i], predicted[:, i]))
-            for i, n in enumerate(names)}
+    return {
+        n: None if n == "theta_E" else float(r2_score(np.asarray(test_theta, float)[:, i], predicted[:, i]))
+        for i, n in enumerate(names)
+    }

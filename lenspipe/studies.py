@@ -29,7 +29,9 @@ def _read(path: Path) -> dict[str, dict[str, float]]:
     if not path.is_file():
         raise DataError(path, "the compare rule's table (run the study first)")
     frame = pd.read_csv(path)
-    return {str(row["estimator"]): {c: float(row[c]) for c in frame.columns[1:]} for _, row in frame.iterrows()}
+    return {
+        str(row["estimator"]): {c: float(row[c]) for c in frame.columns[1:]} for _, row in frame.iterrows()
+    }
 
 
 def cross_study_table(studies: Sequence[str | os.PathLike[str]]) -> str:
@@ -49,7 +51,11 @@ def cross_study_table(studies: Sequence[str | os.PathLike[str]]) -> str:
         raise DataError("studies", "at least one study folder")
     lines = ["| study | estimator | " + " | ".join(names) + " |", "|---|---|" + "---:|" * len(names)]
     for est, values in SEEDS_R2.items():
-        lines.append(f"| seeds | {est} | " + " | ".join(f"{values[n]:.3f}" if n in values else "" for n in names) + " |")
+        lines.append(
+            f"| seeds | {est} | "
+            + " | ".join(f"{values[n]:.3f}" if n in values else "" for n in names)
+            + " |"
+        )
     for study, est, cells in rows:
         lines.append(f"| {study} | {est} | " + " | ".join(cells[n] for n in names) + " |")
     return "\n".join(lines) + "\n"

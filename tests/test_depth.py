@@ -53,9 +53,14 @@ def test_default_depth_is_decam_single_epoch(survey: deeplens.Batch) -> None:
     for band in BANDS:
         sigma_pix = meta[f"seeing-{band}"] / (2 * np.sqrt(2 * np.log(2))) / meta[f"pixel_scale-{band}"]
         flux = 10 * meta[f"sky_sigma-{band}"] * np.sqrt(4 * np.pi) * sigma_pix
-        np.testing.assert_allclose(meta[f"depth_10sigma-{band}"],
-                                   meta[f"magnitude_zero_point-{band}"] - 2.5 * np.log10(flux), rtol=1e-12)
-        np.testing.assert_array_equal(meta[f"magnitude_zero_point-{band}"], deeplens.PER_SECOND_ZERO_POINTS["delve"][band])
+        np.testing.assert_allclose(
+            meta[f"depth_10sigma-{band}"],
+            meta[f"magnitude_zero_point-{band}"] - 2.5 * np.log10(flux),
+            rtol=1e-12,
+        )
+        np.testing.assert_array_equal(
+            meta[f"magnitude_zero_point-{band}"], deeplens.PER_SECOND_ZERO_POINTS["delve"][band]
+        )
 
 
 def test_per_exposure_zero_points_fail_the_depth_check() -> None:
@@ -79,8 +84,12 @@ def test_pixels_carry_the_metadatas_noise(survey: deeplens.Batch, coadd: deeplen
             t = meta[f"exposure_time-{band}"].to_numpy()[:, None, None]
             sky = meta[f"sky_sigma-{band}"].to_numpy()[:, None, None]
             poisson = np.clip(model[:, b], 0, None) / t
-            bright = poisson > 0.5 * sky**2  # pixels where the light's Poisson noise is at least half the background's
-            excess = (batch.images[:, b] - model[:, b]) ** 2 - sky**2  # measured variance beyond the background
+            bright = (
+                poisson > 0.5 * sky**2
+            )  # pixels where the light's Poisson noise is at least half the background's
+            excess = (
+                batch.images[:, b] - model[:, b]
+            ) ** 2 - sky**2  # measured variance beyond the background
             excess_sum += float(np.sum(excess[bright]))
             poisson_sum += float(np.sum(poisson[bright]))
             assert np.all(meta[f"coadd_exposures-{band}"] == n_exp)
@@ -96,8 +105,9 @@ def test_coadds_deepen_by_sqrt_n(survey: deeplens.Batch, coadd: deeplens.Batch) 
         np.testing.assert_allclose(four[f"exposure_time-{band}"], 4 * one[f"exposure_time-{band}"])
         np.testing.assert_allclose(four[f"read_noise-{band}"], 2 * one[f"read_noise-{band}"])
         np.testing.assert_allclose(four[f"sky_sigma-{band}"], one[f"sky_sigma-{band}"] / 2, rtol=1e-12)
-        np.testing.assert_allclose(four[f"depth_10sigma-{band}"] - one[f"depth_10sigma-{band}"],
-                                   2.5 * np.log10(2.0), rtol=1e-9)
+        np.testing.assert_allclose(
+            four[f"depth_10sigma-{band}"] - one[f"depth_10sigma-{band}"], 2.5 * np.log10(2.0), rtol=1e-9
+        )
 
 
 def test_sky_table_drops_the_impossible_bins() -> None:
@@ -124,19 +134,32 @@ def test_legacy_noise_keeps_the_seeds_images() -> None:
 
 
 def _shard(tmp: Path, noise_scale: float = 1.0) -> Path:
-    params = {"simulation": CONFIG["simulation"], "priors": CONFIG["priors"], "parameters": CONFIG["parameters"],
-              "shard": 0, "size": 30, "seed": 5}
+    params = {
+        "simulation": CONFIG["simulation"],
+        "priors": CONFIG["priors"],
+        "parameters": CONFIG["parameters"],
+        "shard": 0,
+        "size": 30,
+        "seed": 5,
+    }
     shard = simulate_shard(SimulationSettings.from_params(params))
     images = shard.images.copy()
     if noise_scale != 1.0:  # extra background noise the metadata does not know about
         rng = np.random.default_rng(0)
         for b, band in enumerate(BANDS):
             sigma = shard.metadata[f"sky_sigma-{band}"].to_numpy()[:, None, None]
-            images[:, b] += (np.sqrt(noise_scale**2 - 1) * sigma * rng.standard_normal(images[:, b].shape)).astype(
-                np.float32)
+            images[:, b] += (
+                np.sqrt(noise_scale**2 - 1) * sigma * rng.standard_normal(images[:, b].shape)
+            ).astype(np.float32)
     path = tmp / f"shard_{noise_scale}.zarr"
-    write_store(path, images, shard.theta, CONFIG["parameters"], attrs={"shard": 0, "bands": list(BANDS)},
-                metadata=shard.metadata)
+    write_store(
+        path,
+        images,
+        shard.theta,
+        CONFIG["parameters"],
+        attrs={"shard": 0, "bands": list(BANDS)},
+        metadata=shard.metadata,
+    )
     return path
 
 
@@ -144,7 +167,9 @@ def test_a_shard_whose_images_do_not_match_their_depth_is_refused(tmp_path: Path
     good, bad = _shard(tmp_path), _shard(tmp_path, noise_scale=1.3)
     out = tmp_path / "split"
     with pytest.raises(DataError, match=r"shard_1\.3\.zarr.*band g: image noise 1\.\d+ x what its metadata"):
-        split_shards([good, bad], out / "train.zarr", out / "test.zarr", out / "norm.json", SplitSettings(0.2, 1))
+        split_shards(
+            [good, bad], out / "train.zarr", out / "test.zarr", out / "norm.json", SplitSettings(0.2, 1)
+        )
     assert not (out / "train.zarr").exists() and not (out / "norm.json").exists()
     split_shards([good], out / "train.zarr", out / "test.zarr", out / "norm.json", SplitSettings(0.2, 1))
     assert (out / "train.zarr").is_dir()
