@@ -37,7 +37,7 @@ from lenspipe.priors import Cosmology, prior_box
 from lenspipe.split import normalisation
 from lenspipe.store import write_store
 from lenspipe.train import NullTracker, Trainer, TrainJob
-from lenspipe.train_config import training_params
+from lenspipe.rule_params import training_params
 
 REPO = Path(__file__).resolve().parent.parent
 

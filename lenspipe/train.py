@@ -40,7 +40,7 @@ from lenspipe.posterior import build_estimator, estimator_record, save
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.provenance import plain
 from lenspipe.seeds import train_seed, validation_seed
-from lenspipe.train_config import training_params
+from lenspipe.rule_params import training_params
 
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # matplotlib's font subsetting chatters at INFO

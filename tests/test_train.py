@@ -36,7 +36,7 @@ from lenspipe.train import (
     plot_losses,
     train,
 )
-from lenspipe.train_config import train_mem_mb, train_params, training_params
+from lenspipe.rule_params import train_mem_mb, training_params
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT_FILES = ("estimator.pt", "epochs.csv", "summary.json", "loss.pdf", "loss.png", "provenance.json")
@@ -232,8 +232,6 @@ def test_training_params_are_the_config_slice(tiny_config: dict) -> None:
     assert job.box.names == tuple(tiny_config["parameters"])
     with pytest.raises(ConfigError, match="estimators.nope"):
         training_params(tiny_config, "nope")
-    rule_params = train_params(tiny_config)  # what the rule calls with the job's wildcards
-    assert rule_params(type("Wildcards", (), {"estimator": "nsf"})()) == params
     assert train_mem_mb(tiny_config) > 3072
 
 
