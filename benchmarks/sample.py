@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 def train_small(config: dict, name: str, pairs: int, epochs: int, root: Path, threads: int, device: str) -> Path:
     """Train estimator `name` of the config for `epochs` epochs on synthetic pairs; returns its estimator.pt."""
     from lenspipe import atomic
-    from lenspipe.train import ExecutionSettings, TrainJob, TrainOutputs, train, training_params
+    from lenspipe.train import ExecutionSettings, TrainJob, TrainOutputs, train_job, training_params
 
     config = copy.deepcopy(config)
     config["training"].update({"max_epochs": epochs, "stop_after_epochs": 10**6})
@@ -54,7 +54,7 @@ def train_small(config: dict, name: str, pairs: int, epochs: int, root: Path, th
     atomic.write_json(root / "normalisation.json", normalisation(images, sim["bands"]))
     job = TrainJob.from_params(training_params(config, name), name)
     outputs = TrainOutputs.in_dir(root / "train")
-    train(job, root / "train.zarr", root / "normalisation.json", outputs, ExecutionSettings(device, "warn", threads))
+    train_job(job, root / "train.zarr", root / "normalisation.json", outputs, ExecutionSettings(device, "warn", threads))
     return outputs.estimator
 
 

@@ -34,10 +34,10 @@ from lenspipe.embedding import EmbeddingSettings, LensCNN
 from lenspipe.estimators import EstimatorSettings, flow_builder
 from lenspipe.posterior import build_estimator
 from lenspipe.priors import Cosmology, prior_box
+from lenspipe.rule_params import training_params
 from lenspipe.split import normalisation
 from lenspipe.store import write_store
 from lenspipe.train import NullTracker, Trainer, TrainJob
-from lenspipe.rule_params import training_params
 
 REPO = Path(__file__).resolve().parent.parent
 

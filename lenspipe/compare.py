@@ -176,18 +176,24 @@ def write_tables(tables: Mapping[str, Any], paths: Sequence[str | os.PathLike[st
             atomic.write_text(path, (to_markdown if fmt == "md" else to_latex)(name, tables[name]))
 
 
-def compare(estimators: Sequence[str], metrics_paths: Sequence[str | os.PathLike[str]],
-            training_paths: Sequence[str | os.PathLike[str]], sampling_paths: Sequence[str | os.PathLike[str]],
-            table_paths: Sequence[str | os.PathLike[str]], figure_paths: Sequence[str | os.PathLike[str]]) -> dict:
+def compare(
+    *,
+    estimators: Sequence[str],
+    metrics: Sequence[str | os.PathLike[str]],
+    training: Sequence[str | os.PathLike[str]],
+    sampling: Sequence[str | os.PathLike[str]],
+    tables: Sequence[str | os.PathLike[str]],
+    figure: Sequence[str | os.PathLike[str]],
+) -> dict:
     """Read every estimator's metrics, training summary and sampling timing; write the tables and the figure."""
-    if not (len(estimators) == len(metrics_paths) == len(training_paths) == len(sampling_paths)):
+    if not (len(estimators) == len(metrics) == len(training) == len(sampling)):
         raise ValueError("one metrics, training and sampling file per estimator expected")
-    metrics = {e: read_json(p, ("parameters", "per_parameter", "tarp")) for e, p in zip(estimators, metrics_paths,
-                                                                                         strict=True)}
-    training = {e: read_json(p, TRAINING_KEYS) for e, p in zip(estimators, training_paths, strict=True)}
-    sampling = {e: read_json(p, SAMPLING_KEYS) for e, p in zip(estimators, sampling_paths, strict=True)}
-    tables = build_tables(estimators, metrics, training, sampling)
-    write_tables(tables, table_paths)
-    names = metrics[estimators[0]]["parameters"]
-    plots.comparison(long_table(estimators, metrics), names, figure_paths)
-    return tables
+    by_metrics = {e: read_json(p, ("parameters", "per_parameter", "tarp")) for e, p in zip(estimators, metrics,
+                                                                                            strict=True)}
+    by_training = {e: read_json(p, TRAINING_KEYS) for e, p in zip(estimators, training, strict=True)}
+    by_sampling = {e: read_json(p, SAMPLING_KEYS) for e, p in zip(estimators, sampling, strict=True)}
+    built = build_tables(estimators, by_metrics, by_training, by_sampling)
+    write_tables(built, tables)
+    names = by_metrics[estimators[0]]["parameters"]
+    plots.comparison(long_table(estimators, by_metrics), names, figure)
+    return built

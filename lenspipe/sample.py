@@ -76,6 +76,22 @@ class SampleSet:
         return int(self.samples.shape[1])
 
 
+def sample(
+    *,
+    estimator_path: str | os.PathLike[str],
+    test: str | os.PathLike[str],
+    samples: str | os.PathLike[str],
+    timing: str | os.PathLike[str],
+    num_samples: int,
+    seed: int,
+    estimator: str,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Rule sample: `num_samples` posterior samples of every test image with one estimator; returns the timing."""
+    settings = SampleSettings.from_params(num_samples, seed, estimator, threads=threads)
+    return sample_test_set(estimator_path, test, samples, timing, settings, estimator=estimator)
+
+
 def sample_test_set(
     estimator_path: str | os.PathLike[str],
     test_path: str | os.PathLike[str],

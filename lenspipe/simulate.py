@@ -145,7 +145,7 @@ def store_attrs(settings: SimulationSettings, shard: Shard) -> dict[str, Any]:
     }
 
 
-def run_shard(params: Mapping[str, Any], store: str | os.PathLike[str], yaml_path: str | os.PathLike[str]) -> Shard:
+def simulate(*, params: Mapping[str, Any], store: str | os.PathLike[str], yaml_path: str | os.PathLike[str]) -> Shard:
     """Rule simulate: simulate one shard, write its deeplenstronomy YAML and its store (both atomically)."""
     settings = SimulationSettings.from_params(params)
     start = time.perf_counter()

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,21 @@ class SplitSettings:
     seed: int
 
     @classmethod
-    def from_params(cls, split: dict, global_seed: int) -> SplitSettings:
+    def from_params(cls, split: Mapping[str, Any], global_seed: int) -> SplitSettings:
         return cls(float(split["test_fraction"]), split_seed(global_seed))
+
+
+def split(
+    *,
+    shards: Sequence[str | os.PathLike[str]],
+    train: str | os.PathLike[str],
+    test: str | os.PathLike[str],
+    normalisation: str | os.PathLike[str],
+    split: Mapping[str, Any],
+    seed: int,
+) -> dict:
+    """Rule split: train and test stores and normalisation JSON from the shards; `split` is the config's section."""
+    return split_shards(shards, train, test, normalisation, SplitSettings.from_params(split, seed))
 
 
 def split_shards(

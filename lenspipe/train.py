@@ -39,8 +39,8 @@ from lenspipe.estimators import BoundedEstimator, EstimatorSettings
 from lenspipe.posterior import build_estimator, estimator_record, save
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.provenance import plain
-from lenspipe.seeds import train_seed, validation_seed
 from lenspipe.rule_params import training_params
+from lenspipe.seeds import train_seed, validation_seed
 
 log = logging.getLogger(__name__)
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # matplotlib's font subsetting chatters at INFO
@@ -377,8 +377,26 @@ def _cpu_copy(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 # One training job, end to end.
 
 
-def train(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str | os.PathLike[str],
-          outputs: TrainOutputs, execution: ExecutionSettings | None = None) -> dict[str, Any]:
+def train(
+    *,
+    store: str | os.PathLike[str],
+    normalisation: str | os.PathLike[str],
+    outputs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    execution: Mapping[str, Any],
+    estimator: str,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Rule train: estimator `estimator` from the training store into its named `outputs`; returns the summary.
+
+    `settings` is the config slice the estimator depends on (rule_params.training_params), `execution` where it runs.
+    """
+    return train_job(TrainJob.from_params(settings, estimator), store, normalisation, TrainOutputs.from_mapping(outputs),
+                     ExecutionSettings.from_config(execution, threads))
+
+
+def train_job(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str | os.PathLike[str],
+              outputs: TrainOutputs, execution: ExecutionSettings | None = None) -> dict[str, Any]:
     """Train `job` on the split's training store and write its outputs; returns the summary."""
     execution = execution or ExecutionSettings()
     wall_start = time.perf_counter()
@@ -514,8 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         check_config(config)
         job = TrainJob.from_params(training_params(config, args.estimator), args.estimator)
-        train(job, args.train_store, args.normalisation, TrainOutputs.in_dir(args.outdir),
-              ExecutionSettings.from_config(config["training"], args.threads))
+        train_job(job, args.train_store, args.normalisation, TrainOutputs.in_dir(args.outdir),
+                  ExecutionSettings.from_config(config["training"], args.threads))
     except LenspipeError as exc:
         print(f"lenspipe: {exc}", file=sys.stderr)
         return 1

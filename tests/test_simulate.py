@@ -38,10 +38,10 @@ def settings(**kwargs: object) -> simulate.SimulationSettings:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[simulate.Shard, Path, Path]:
-    """One shard of SIZE images written by run_shard, as rule simulate does."""
+    """One shard of SIZE images written by simulate.simulate, as rule simulate does."""
     out = tmp_path_factory.mktemp("simulate")
     store, yaml_path = out / "shard_0000.zarr", out / "shard_0000.deeplenstronomy.yaml"
-    return simulate.run_shard(shard_params(), store, yaml_path), store, yaml_path
+    return simulate.simulate(params=shard_params(), store=store, yaml_path=yaml_path), store, yaml_path
 
 
 def lossy(real=deeplens.simulate):  # noqa: ANN001, ANN202
@@ -171,7 +171,7 @@ def test_nonfinite_drop_tops_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     params = shard_params(size=6, nonfinite="drop")
     monkeypatch.setattr(deeplens, "simulate", poisoned(params["seed"]))
     with caplog.at_level(logging.INFO, logger="lenspipe.simulate"):
-        shard = simulate.run_shard(params, tmp_path / "s.zarr", tmp_path / "s.yaml")
+        shard = simulate.simulate(params=params, store=tmp_path / "s.zarr", yaml_path=tmp_path / "s.yaml")
     assert len(shard) == 6 and np.isfinite(shard.images).all() and shard.nonfinite_dropped == 2
     assert len(shard.calls) == 2 and open_store(tmp_path / "s.zarr").attrs["nonfinite_dropped"] == 2
     assert "2 non-finite dropped" in caplog.text

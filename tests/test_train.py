@@ -26,6 +26,7 @@ from lenspipe.data import TrainingData, load_training_data, split_indices, synth
 from lenspipe.device import resolve_device
 from lenspipe.errors import ConfigError, DataError
 from lenspipe.priors import Cosmology, PriorBox, prior_box
+from lenspipe.rule_params import train_mem_mb, training_params
 from lenspipe.split import normalisation
 from lenspipe.store import write_store
 from lenspipe.train import (
@@ -34,9 +35,8 @@ from lenspipe.train import (
     TrainJob,
     TrainOutputs,
     plot_losses,
-    train,
+    train_job,
 )
-from lenspipe.rule_params import train_mem_mb, training_params
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT_FILES = ("estimator.pt", "epochs.csv", "summary.json", "loss.pdf", "loss.png", "provenance.json")
@@ -75,7 +75,7 @@ def run_training(study: Study, name: str, outdir: Path, config: dict | None = No
     config = copy.deepcopy(config or study.config)
     config["training"].update(training)
     job = TrainJob.from_params(training_params(config, name), name)
-    return train(job, study.store, study.normalisation, TrainOutputs.in_dir(outdir),
+    return train_job(job, study.store, study.normalisation, TrainOutputs.in_dir(outdir),
                  ExecutionSettings.from_config(config["training"]))
 
 
