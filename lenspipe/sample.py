@@ -25,7 +25,7 @@ import numpy as np
 
 from lenspipe import atomic
 from lenspipe import parameters as params_table
-from lenspipe.errors import ConfigError, DataError
+from lenspipe.errors import DataError
 from lenspipe.priors import PriorBox
 from lenspipe.seeds import sample_seed
 from lenspipe.store import open_store, sha256_chunked, zarr_codecs
@@ -51,8 +51,6 @@ class SampleSettings:
     @classmethod
     def from_params(cls, num_samples: int, global_seed: int, estimator: str, threads: int = 1) -> SampleSettings:
         """Settings of one estimator's sampling job; the seed is derived from the global one and the name."""
-        if int(num_samples) < 1:
-            raise ConfigError("evaluation.num_samples", "at least 1 posterior sample per image", num_samples)
         return cls(int(num_samples), sample_seed(global_seed, estimator), threads=int(threads))
 
     @property

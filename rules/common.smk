@@ -3,23 +3,20 @@
 # Wildcard constraints: Snakefile.
 import sys
 
-from snakemake.utils import validate
-
 from lenspipe import rule_params
 from lenspipe.compare import TABLE_FORMATS, TABLES
 from lenspipe.config import check_config, check_targets
 from lenspipe.errors import ConfigError
 from lenspipe.plots import FIGURES, FORMATS
 
-# One clear line and no traceback for a bad config, before any job starts.
+# Validated once (the schema, filling its defaults, then the cross-field rules): one clear line and no
+# traceback for a bad config, before any job starts.
 try:
     check_config(config, schema=workflow.source_path("../config/schema.yaml"))
     check_targets(sys.argv[1:], f"results/{config['run']}", config["estimators"])
 except ConfigError as exc:
     sys.stderr.write(f"lenspipe: {exc}\n")
     sys.exit(1)
-# Snakemake's own validation (the catalog's convention); passes once check_config has.
-validate(config, schema="../config/schema.yaml")
 
 RUN = config["run"]
 OUT = f"results/{RUN}"

@@ -31,7 +31,6 @@ from lenspipe.split import normalisation
 from lenspipe.store import write_store
 from lenspipe.train import (
     ExecutionSettings,
-    TrainingSettings,
     TrainJob,
     TrainOutputs,
     plot_losses,
@@ -233,12 +232,6 @@ def test_training_params_are_the_config_slice(tiny_config: dict) -> None:
     with pytest.raises(ConfigError, match="estimators.nope"):
         training_params(tiny_config, "nope")
     assert train_mem_mb(tiny_config) > 3072
-
-
-@pytest.mark.parametrize(("key", "value"), [("batch_size", 0), ("validation_fraction", 1.0), ("max_epochs", 0)])
-def test_bad_training_settings_name_the_key(key: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=f"training.{key}"):
-        TrainingSettings.from_config({key: value})
 
 
 def test_training_data_serves_shuffled_batches(study: Study) -> None:
