@@ -37,7 +37,8 @@ from lenspipe.priors import Cosmology, prior_box
 from lenspipe.rule_params import training_params
 from lenspipe.split import normalisation
 from lenspipe.store import write_store
-from lenspipe.train import NullTracker, Trainer, TrainJob
+from lenspipe.train import TrainJob
+from lenspipe.trainer import NullTracker, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 

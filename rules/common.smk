@@ -37,10 +37,8 @@ SPLIT_PROVENANCE = f"{OUT}/split/provenance.json"
 ESTIMATOR_FILE = f"{OUT}/train/{{estimator}}/estimator.pt"
 EPOCHS = f"{OUT}/train/{{estimator}}/epochs.csv"
 SUMMARY = f"{OUT}/train/{{estimator}}/summary.json"
-LOSS_PDF = f"{OUT}/train/{{estimator}}/loss.pdf"
-LOSS_PNG = f"{OUT}/train/{{estimator}}/loss.png"
 TRAIN_PROVENANCE = f"{OUT}/train/{{estimator}}/provenance.json"
-TRAINING_FILES = [ESTIMATOR_FILE, EPOCHS, SUMMARY, LOSS_PDF, LOSS_PNG, TRAIN_PROVENANCE]
+TRAINING_FILES = [ESTIMATOR_FILE, EPOCHS, SUMMARY, TRAIN_PROVENANCE]
 # sample
 SAMPLES = f"{OUT}/sample/{{estimator}}/samples.zarr"
 SAMPLE_TIMING = f"{OUT}/sample/{{estimator}}/timing.json"

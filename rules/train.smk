@@ -10,8 +10,6 @@ rule train:
         estimator=ESTIMATOR_FILE,
         epochs=EPOCHS,
         summary=SUMMARY,
-        loss_pdf=LOSS_PDF,
-        loss_png=LOSS_PNG,
         provenance=TRAIN_PROVENANCE,
     log:
         log_path("train", "{estimator}"),

@@ -146,7 +146,8 @@ def test_settings_agree_with_the_schema() -> None:
     from lenspipe.sample import SampleSettings
     from lenspipe.simulate import SimulationSettings
     from lenspipe.split import SplitSettings
-    from lenspipe.train import ExecutionSettings, TrainingSettings
+    from lenspipe.train import ExecutionSettings
+    from lenspipe.trainer import TrainingSettings
 
     schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
     # (Settings class, config section, fields that do not come from that section)
