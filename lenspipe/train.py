@@ -25,11 +25,12 @@ from typing import Any
 import torch
 
 from lenspipe import atomic
-from lenspipe.data import Normalisation, load_training_data
+from lenspipe.data import load_training_data
 from lenspipe.device import describe, resolve_device, set_threads
 from lenspipe.embedding import EmbeddingSettings, count_parameters
 from lenspipe.errors import DataError, LenspipeError
 from lenspipe.estimators import EstimatorSettings
+from lenspipe.normalisation import Normalisation
 from lenspipe.posterior import build_estimator, estimator_record, save
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.provenance import plain

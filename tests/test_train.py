@@ -20,14 +20,13 @@ import pytest
 import torch
 import yaml
 
-from lenspipe import atomic
 from lenspipe import posterior as lp_posterior
 from lenspipe.data import TrainingData, load_training_data, split_indices, synthetic_lenses
 from lenspipe.device import resolve_device
 from lenspipe.errors import ConfigError, DataError
+from lenspipe.normalisation import Normalisation
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.rule_params import train_mem_mb, training_params
-from lenspipe.split import normalisation
 from lenspipe.store import write_store
 from lenspipe.train import (
     ExecutionSettings,
@@ -60,7 +59,7 @@ def make_study(root: Path, config: dict, n: int = 64, seed: int = 3) -> Study:
     images, theta = synthetic_lenses(n, box, seed, bands=len(sim["bands"]), num_pix=sim["num_pix"])
     store, norm = root / "split" / "train.zarr", root / "split" / "normalisation.json"
     write_store(store, images, theta, config["parameters"], attrs={"bands": sim["bands"]})
-    atomic.write_json(norm, normalisation(images, sim["bands"]))
+    Normalisation.from_images(images, sim["bands"]).write(norm)
     return Study(config, store, norm, box, images)
 
 
