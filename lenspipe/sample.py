@@ -28,7 +28,7 @@ from lenspipe import parameters as params_table
 from lenspipe.errors import DataError
 from lenspipe.priors import PriorBox
 from lenspipe.seeds import sample_seed
-from lenspipe.store import open_store, sha256_chunked, zarr_codecs
+from lenspipe.store import open_group, open_store, verify_checksum, zarr_codecs
 
 log = logging.getLogger(__name__)
 
@@ -240,22 +240,17 @@ def _checked(draws: Any, shape: tuple[int, ...], box: PriorBox, source: Any, fir
 
 def open_samples(path: str | os.PathLike[str], verify: bool = True) -> SampleSet:
     """Load a samples store, checking its layout and (if `verify`) its checksum."""
-    import zarr
 
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(path, "samples store not found (expected a Zarr directory written by rule sample)")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        arr = group["samples"]
-        samples = np.asarray(arr[:], dtype=np.float32)
-        names = list(attrs["parameter_names"])
-        box = PriorBox.from_dict(attrs["prior_box"])
-    except Exception as exc:  # zarr raises many kinds on damaged stores
-        raise DataError(path, f"truncated or damaged samples store ({type(exc).__name__}: {exc})") from exc
+    def read(group: Any) -> tuple[dict[str, Any], np.ndarray, int, list[str], PriorBox]:
+        attrs, arr = dict(group.attrs), group["samples"]
+        return (attrs, np.asarray(arr[:], dtype=np.float32), int(arr.chunks[0]), list(attrs["parameter_names"]),
+                PriorBox.from_dict(attrs["prior_box"]))
+
+    path, (attrs, samples, chunk, names, box) = open_group(
+        path, "samples store", "a Zarr directory written by rule sample", read)
     if samples.ndim != 3 or samples.shape[2] != len(names):
         raise DataError(path, f"samples of shape {samples.shape} do not match {len(names)} parameters")
-    if verify and sha256_chunked(samples, step=max(1, int(arr.chunks[0]))) != attrs.get("checksum"):
-        raise DataError(path, "samples do not match their checksum (damaged or missing chunk)")
+    if verify:
+        verify_checksum(path, samples, chunk, attrs.get("checksum"),
+                        "samples do not match their checksum (damaged or missing chunk)")
     return SampleSet(path, samples, names, box, attrs)
