@@ -27,12 +27,19 @@ class EmbeddingSettings:
     @classmethod
     def from_config(cls, embedding: Mapping) -> EmbeddingSettings:
         """From the config's validated `embedding` section."""
-        return cls(tuple(int(c) for c in embedding["channels"]), int(embedding["hidden_features"]),
-                   int(embedding["features"]))
+        return cls(
+            tuple(int(c) for c in embedding["channels"]),
+            int(embedding["hidden_features"]),
+            int(embedding["features"]),
+        )
 
     def as_dict(self) -> dict:
         """Plain-JSON form (saved with a trained estimator)."""
-        return {"channels": list(self.channels), "hidden_features": self.hidden_features, "features": self.features}
+        return {
+            "channels": list(self.channels),
+            "hidden_features": self.hidden_features,
+            "features": self.features,
+        }
 
 
 class BandStandardise(nn.Module):
@@ -57,7 +64,9 @@ class LensCNN(nn.Module):
     Runs in channels-last memory layout (same results; oneDNN's convolutions are markedly faster so on CPUs).
     """
 
-    def __init__(self, settings: EmbeddingSettings, image_shape: Sequence[int], channels_last: bool = True) -> None:
+    def __init__(
+        self, settings: EmbeddingSettings, image_shape: Sequence[int], channels_last: bool = True
+    ) -> None:
         super().__init__()
         self.channels_last = channels_last
         bands, height, width = (int(s) for s in image_shape)

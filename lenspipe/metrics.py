@@ -26,7 +26,7 @@ DEFINITIONS = {
     "mean_abs_residual": "mean |r| over test images (parameter units)",
     "mean_abs_residual_norm": "mean |r| divided by the prior width (high - low of the prior box): comparable across parameters",
     "mean_abs_relative_residual": "mean |r| / |true value| (the definition that reproduces the seed's table; "
-                                  "ill-conditioned for e1, e2, whose true values straddle 0)",
+    "ill-conditioned for e1, e2, whose true values straddle 0)",
     "median_residual": "median of r (parameter units)",
     "residual_halfwidth_68": "half the 16th-84th percentile range of r (parameter units; sigma for a Gaussian)",
     "coverage_68": "fraction of test images whose true value is inside the central 68% interval (16th-84th percentile)",
@@ -36,9 +36,19 @@ DEFINITIONS = {
     "tarp_atc": "TARP area between the expected-coverage curve and the diagonal for alpha > 0.5 (0 ideal; < 0 over-confident)",
     "tarp_ks_pvalue": "KS p-value between the TARP expected-coverage curve and the diagonal",
 }
-PER_PARAMETER = ("r2", "bias", "mean_abs_residual", "mean_abs_residual_norm", "mean_abs_relative_residual",
-                 "median_residual", "residual_halfwidth_68", "coverage_68", "coverage_95", "sbc_ks_pvalue",
-                 "sbc_c2st_dap")
+PER_PARAMETER = (
+    "r2",
+    "bias",
+    "mean_abs_residual",
+    "mean_abs_residual_norm",
+    "mean_abs_relative_residual",
+    "median_residual",
+    "residual_halfwidth_68",
+    "coverage_68",
+    "coverage_95",
+    "sbc_ks_pvalue",
+    "sbc_c2st_dap",
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,9 @@ class EvaluationSettings:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, sbc_samples: int, corner_images: Sequence[int], global_seed: int) -> EvaluationSettings:
+    def from_params(
+        cls, sbc_samples: int, corner_images: Sequence[int], global_seed: int
+    ) -> EvaluationSettings:
         """Settings from the config slice; one seed for every estimator, so all share TARP references."""
         return cls(int(sbc_samples), tuple(int(i) for i in corner_images), metrics_seed(global_seed))
 
@@ -70,7 +82,9 @@ def summarise(samples: np.ndarray) -> PosteriorSummary:
     return PosteriorSummary(samples.mean(axis=1, dtype=np.float64), low, high)
 
 
-def accuracy(theta: np.ndarray, mean: np.ndarray, low: Sequence[float], high: Sequence[float]) -> dict[str, np.ndarray]:
+def accuracy(
+    theta: np.ndarray, mean: np.ndarray, low: Sequence[float], high: Sequence[float]
+) -> dict[str, np.ndarray]:
     """R^2 and residual statistics per parameter, r = posterior mean - true value (see DEFINITIONS)."""
     from sklearn.metrics import r2_score
 
@@ -91,14 +105,22 @@ def accuracy(theta: np.ndarray, mean: np.ndarray, low: Sequence[float], high: Se
     }
 
 
-def compute_metrics(samples: np.ndarray, theta: np.ndarray, names: Sequence[str], low: Sequence[float],
-                    high: Sequence[float], settings: EvaluationSettings) -> dict[str, Any]:
+def compute_metrics(
+    samples: np.ndarray,
+    theta: np.ndarray,
+    names: Sequence[str],
+    low: Sequence[float],
+    high: Sequence[float],
+    settings: EvaluationSettings,
+) -> dict[str, Any]:
     """Every metric of one estimator from its samples (n_test, n_samples, n_params) and the true values."""
     n, s, p = samples.shape
     if theta.shape != (n, p):
         raise ValueError(f"true values {theta.shape} do not match samples {samples.shape}")
     if settings.sbc_samples > s:
-        raise ConfigError("evaluation.sbc_samples", f"at most evaluation.num_samples ({s})", settings.sbc_samples)
+        raise ConfigError(
+            "evaluation.sbc_samples", f"at most evaluation.num_samples ({s})", settings.sbc_samples
+        )
     summary = summarise(samples)
     per = {k: np.asarray(v, dtype=float) for k, v in accuracy(theta, summary.mean, low, high).items()}
     levels = calibration.credibility_levels()
@@ -116,9 +138,14 @@ def compute_metrics(samples: np.ndarray, theta: np.ndarray, names: Sequence[str]
         "sbc_samples": settings.sbc_samples,
         "parameters": list(names),
         "units": [q.unit for q in params_table.get(list(names))],
-        "per_parameter": {name: {k: _plain(per[k][j]) for k in PER_PARAMETER} for j, name in enumerate(names)},
+        "per_parameter": {
+            name: {k: _plain(per[k][j]) for k in PER_PARAMETER} for j, name in enumerate(names)
+        },
         "tarp": tarp,
-        "coverage_curve": {"levels": levels.tolist(), **{name: curve[:, j].tolist() for j, name in enumerate(names)}},
+        "coverage_curve": {
+            "levels": levels.tolist(),
+            **{name: curve[:, j].tolist() for j, name in enumerate(names)},
+        },
         "definitions": DEFINITIONS,
     }
 
@@ -134,7 +161,13 @@ def metrics_table(metrics: Mapping[str, Any]) -> Any:
     import pandas as pd
 
     rows = [{"parameter": name, **metrics["per_parameter"][name]} for name in metrics["parameters"]]
-    rows.append({"parameter": "joint", "tarp_atc": metrics["tarp"]["atc"], "tarp_ks_pvalue": metrics["tarp"]["ks_pvalue"]})
+    rows.append(
+        {
+            "parameter": "joint",
+            "tarp_atc": metrics["tarp"]["atc"],
+            "tarp_ks_pvalue": metrics["tarp"]["ks_pvalue"],
+        }
+    )
     return pd.DataFrame(rows, columns=["parameter", *PER_PARAMETER, "tarp_atc", "tarp_ks_pvalue"])
 
 

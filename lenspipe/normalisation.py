@@ -33,7 +33,9 @@ class Normalisation:
         flat = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1).astype(np.float64)
         std = flat.std(axis=1)
         if not np.all(np.isfinite(std)) or np.any(std <= 0):
-            raise DataError("training images", f"per-band standard deviations must be finite and > 0, got {std.tolist()}")
+            raise DataError(
+                "training images", f"per-band standard deviations must be finite and > 0, got {std.tolist()}"
+            )
         return cls(tuple(bands), tuple(flat.mean(axis=1).tolist()), tuple(std.tolist()), int(images.shape[0]))
 
     @classmethod
@@ -45,17 +47,31 @@ class Normalisation:
             assert {"bands", "mean", "std"} <= set(stats)
         except Exception as exc:
             raise DataError(path, "expected the split's normalisation JSON with bands, mean and std") from exc
-        bands, mean, std = tuple(stats["bands"]), tuple(map(float, stats["mean"])), tuple(map(float, stats["std"]))
+        bands, mean, std = (
+            tuple(stats["bands"]),
+            tuple(map(float, stats["mean"])),
+            tuple(map(float, stats["std"])),
+        )
         if not (len(bands) == len(mean) == len(std)) or not bands:
-            raise DataError(path, f"expected one mean and one std per band, got {len(bands)} bands, "
-                                  f"{len(mean)} means, {len(std)} stds")
+            raise DataError(
+                path,
+                f"expected one mean and one std per band, got {len(bands)} bands, "
+                f"{len(mean)} means, {len(std)} stds",
+            )
         if not all(np.isfinite(mean)) or not all(np.isfinite(s) and s > 0 for s in std):
-            raise DataError(path, f"expected finite means and positive stds, got mean {list(mean)}, std {list(std)}")
+            raise DataError(
+                path, f"expected finite means and positive stds, got mean {list(mean)}, std {list(std)}"
+            )
         return cls(bands, mean, std, stats.get("n_train"))
 
     def as_dict(self) -> dict:
         """The JSON form: bands, mean, std, n_train."""
-        return {"bands": list(self.bands), "mean": list(self.mean), "std": list(self.std), "n_train": self.n_train}
+        return {
+            "bands": list(self.bands),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "n_train": self.n_train,
+        }
 
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the JSON atomically."""

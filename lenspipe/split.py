@@ -59,8 +59,14 @@ def split_shards(
     names = stores[0].parameter_names
     bands = stores[0].bands
     for store in stores[1:]:
-        if store.parameter_names != names or store.bands != bands or store.images.shape[1:] != stores[0].images.shape[1:]:
-            raise DataError(store.path, f"shard layout differs from {stores[0].path} (parameters, bands or image shape)")
+        if (
+            store.parameter_names != names
+            or store.bands != bands
+            or store.images.shape[1:] != stores[0].images.shape[1:]
+        ):
+            raise DataError(
+                store.path, f"shard layout differs from {stores[0].path} (parameters, bands or image shape)"
+            )
     images = np.concatenate([s.load_images() for s in stores])
     theta = np.concatenate([s.theta for s in stores])
     frames = []
@@ -76,11 +82,20 @@ def split_shards(
     order = np.random.default_rng(settings.seed).permutation(n)
     test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
     stats = Normalisation.from_images(images[train_idx], bands)
-    common = {key: stores[0].attrs[key] for key in ("bands", "pixel_scale", "survey", "sky_noise") if key in stores[0].attrs}
+    common = {
+        key: stores[0].attrs[key]
+        for key in ("bands", "pixel_scale", "survey", "sky_noise")
+        if key in stores[0].attrs
+    }
     for part, idx, path in (("train", train_idx, train_path), ("test", test_idx, test_path)):
-        write_store(path, images[idx], theta[idx], names,
-                    attrs={**common, "part": part, "split_seed": settings.seed, "n_shards": len(stores)},
-                    metadata=metadata.iloc[idx].reset_index(drop=True))
+        write_store(
+            path,
+            images[idx],
+            theta[idx],
+            names,
+            attrs={**common, "part": part, "split_seed": settings.seed, "n_shards": len(stores)},
+            metadata=metadata.iloc[idx].reset_index(drop=True),
+        )
         log.info("%s: %d images -> %s", part, len(idx), path)
     stats.write(normalisation_path)
     return stats.as_dict()

@@ -48,7 +48,9 @@ def write_store(
     if images.ndim != 4:
         raise ValueError(f"images must be (n, bands, H, W), got shape {images.shape}")
     if theta.shape != (images.shape[0], len(parameter_names)):
-        raise ValueError(f"theta shape {theta.shape} does not match {images.shape[0]} images x {len(parameter_names)} parameters")
+        raise ValueError(
+            f"theta shape {theta.shape} does not match {images.shape[0]} images x {len(parameter_names)} parameters"
+        )
     with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         chunk = max(1, min(chunk_size, images.shape[0]))
@@ -57,7 +59,11 @@ def write_store(
         )
         img[:] = images
         th = group.create_array(
-            "theta", shape=theta.shape, chunks=theta.shape if theta.size else (1, 1), dtype="float32", **zarr_codecs()
+            "theta",
+            shape=theta.shape,
+            chunks=theta.shape if theta.size else (1, 1),
+            dtype="float32",
+            **zarr_codecs(),
         )
         th[:] = theta
         table = params_table.get(list(parameter_names))
@@ -133,7 +139,9 @@ class Store:
         return pd.read_parquet(file)
 
 
-def open_group(path: str | os.PathLike[str], kind: str, expected: str, read: Callable[[Any], T]) -> tuple[Path, T]:
+def open_group(
+    path: str | os.PathLike[str], kind: str, expected: str, read: Callable[[Any], T]
+) -> tuple[Path, T]:
     """Open the Zarr group at `path` read-only and return `read(group)`: a missing directory, or a group `read`
     fails on (zarr raises many kinds on damaged stores), is a DataError naming the file and the `kind` of store."""
     import zarr
@@ -147,7 +155,9 @@ def open_group(path: str | os.PathLike[str], kind: str, expected: str, read: Cal
         raise DataError(path, f"truncated or damaged {kind} ({type(exc).__name__}: {exc})") from exc
 
 
-def verify_checksum(path: str | os.PathLike[str], array: Any, step: int, expected: str | None, mismatch: str) -> None:
+def verify_checksum(
+    path: str | os.PathLike[str], array: Any, step: int, expected: str | None, mismatch: str
+) -> None:
     """Recompute the SHA-256 of `array` (a Zarr or numpy array) `step` rows at a time; DataError(path, mismatch) when it
     differs from `expected`, and a DataError naming the path when a chunk cannot be read."""
     try:
@@ -163,8 +173,12 @@ def open_store(path: str | os.PathLike[str], verify: bool = True) -> Store:
 
     def read(group: Any) -> tuple[dict[str, Any], Any, np.ndarray, list[str]]:
         theta_arr = group["theta"]
-        return (dict(group.attrs), group["images"], np.asarray(theta_arr[:], dtype=np.float32),
-                list(theta_arr.attrs["parameter_names"]))
+        return (
+            dict(group.attrs),
+            group["images"],
+            np.asarray(theta_arr[:], dtype=np.float32),
+            list(theta_arr.attrs["parameter_names"]),
+        )
 
     path, (attrs, images, theta, names) = open_group(path, "store", "a Zarr directory", read)
     n = attrs.get("n")
@@ -181,7 +195,17 @@ def open_store(path: str | os.PathLike[str], verify: bool = True) -> Store:
 def verify_store(store: Store) -> None:
     """Recompute the arrays' checksums chunk by chunk; a mismatch names the store and the array."""
     expected = store.attrs["checksums"]
-    verify_checksum(store.path, store.theta, len(store.theta), expected["theta"],
-                    "theta does not match its checksum (damaged or missing chunk)")
-    verify_checksum(store.path, store.images, store.images.chunks[0], expected["images"],
-                    "images do not match their checksum (damaged or missing chunk)")
+    verify_checksum(
+        store.path,
+        store.theta,
+        len(store.theta),
+        expected["theta"],
+        "theta does not match its checksum (damaged or missing chunk)",
+    )
+    verify_checksum(
+        store.path,
+        store.images,
+        store.images.chunks[0],
+        expected["images"],
+        "images do not match their checksum (damaged or missing chunk)",
+    )

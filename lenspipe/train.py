@@ -58,8 +58,11 @@ class ExecutionSettings:
     @classmethod
     def from_config(cls, training: Mapping[str, Any], threads: int | None = None) -> ExecutionSettings:
         """From the validated `training` section (or the train rule's `execution` params) and the job's threads."""
-        return cls(str(training.get("device", "auto")), str(training.get("gpu_fallback", "warn")),
-                   int(threads if threads is not None else training.get("threads", 1)))
+        return cls(
+            str(training.get("device", "auto")),
+            str(training.get("gpu_fallback", "warn")),
+            int(threads if threads is not None else training.get("threads", 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,12 @@ class TrainOutputs:
     @classmethod
     def in_dir(cls, folder: str | os.PathLike[str]) -> TrainOutputs:
         folder = Path(folder)
-        return cls(folder / "estimator.pt", folder / "epochs.csv", folder / "summary.json", folder / "provenance.json")
+        return cls(
+            folder / "estimator.pt",
+            folder / "epochs.csv",
+            folder / "summary.json",
+            folder / "provenance.json",
+        )
 
     @classmethod
     def from_mapping(cls, outputs: Mapping[str, Any]) -> TrainOutputs:
@@ -133,7 +141,6 @@ class TrainOutputs:
     @property
     def checkpoint(self) -> Path:
         return self.estimator.with_name("checkpoint.pt")
-
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,12 +161,22 @@ def train(
 
     `settings` is the config slice the estimator depends on (rule_params.training_params), `execution` where it runs.
     """
-    return train_job(TrainJob.from_params(settings, estimator), store, normalisation, TrainOutputs.from_mapping(outputs),
-                     ExecutionSettings.from_config(execution, threads))
+    return train_job(
+        TrainJob.from_params(settings, estimator),
+        store,
+        normalisation,
+        TrainOutputs.from_mapping(outputs),
+        ExecutionSettings.from_config(execution, threads),
+    )
 
 
-def train_job(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str | os.PathLike[str],
-              outputs: TrainOutputs, execution: ExecutionSettings | None = None) -> dict[str, Any]:
+def train_job(
+    job: TrainJob,
+    train_store: str | os.PathLike[str],
+    normalisation: str | os.PathLike[str],
+    outputs: TrainOutputs,
+    execution: ExecutionSettings | None = None,
+) -> dict[str, Any]:
     """Train `job` on the split's training store and write its outputs; returns the summary."""
     execution = execution or ExecutionSettings()
     wall_start = time.perf_counter()
@@ -167,25 +184,54 @@ def train_job(job: TrainJob, train_store: str | os.PathLike[str], normalisation:
     device = resolve_device(execution.device, execution.gpu_fallback)
     norm = Normalisation.from_file(normalisation)
     if list(norm.bands) != list(job.bands):
-        raise DataError(normalisation, f"statistics for bands {list(norm.bands)}, the config asks for {list(job.bands)}")
-    data = load_training_data(train_store, job.parameter_names, job.bands, job.box,
-                              job.training.validation_fraction, job.validation_seed)
+        raise DataError(
+            normalisation, f"statistics for bands {list(norm.bands)}, the config asks for {list(job.bands)}"
+        )
+    data = load_training_data(
+        train_store,
+        job.parameter_names,
+        job.bands,
+        job.box,
+        job.training.validation_fraction,
+        job.validation_seed,
+    )
     if data.image_shape != job.image_shape:
-        raise DataError(train_store, f"images are {data.image_shape}, the config asks for {job.image_shape} "
-                                     "(bands, num_pix, num_pix)")
-    log.info("%s: %d training and %d validation pairs, images %s, flow %s", job.name, data.n_train,
-             data.n_validation, "x".join(map(str, data.image_shape)), job.estimator.flow)
+        raise DataError(
+            train_store,
+            f"images are {data.image_shape}, the config asks for {job.image_shape} (bands, num_pix, num_pix)",
+        )
+    log.info(
+        "%s: %d training and %d validation pairs, images %s, flow %s",
+        job.name,
+        data.n_train,
+        data.n_validation,
+        "x".join(map(str, data.image_shape)),
+        job.estimator.flow,
+    )
 
     fit_start = time.perf_counter()
     torch.manual_seed(job.train_seed)
     theta_ref, x_ref = data.reference()
-    estimator = build_estimator(job.estimator, job.embedding, job.box, data.image_shape, norm.mean, norm.std,
-                                theta_ref, x_ref)
+    estimator = build_estimator(
+        job.estimator, job.embedding, job.box, data.image_shape, norm.mean, norm.std, theta_ref, x_ref
+    )
     n_weights = count_parameters(estimator)
-    log.info("%s: %d trainable parameters (embedding %d)", job.name, n_weights,
-             count_parameters(estimator.embedding_net))
-    trainer = Trainer(estimator, data, job.training, device, job.train_seed, outputs.checkpoint,
-                      fingerprint(job, train_store, norm), label=job.name)
+    log.info(
+        "%s: %d trainable parameters (embedding %d)",
+        job.name,
+        n_weights,
+        count_parameters(estimator.embedding_net),
+    )
+    trainer = Trainer(
+        estimator,
+        data,
+        job.training,
+        device,
+        job.train_seed,
+        outputs.checkpoint,
+        fingerprint(job, train_store, norm),
+        label=job.name,
+    )
     result = trainer.fit()
     fit_s = time.perf_counter() - fit_start
 
@@ -199,24 +245,39 @@ def train_job(job: TrainJob, train_store: str | os.PathLike[str], normalisation:
         "stopped": result.stopped,
         "resumed_from_epoch": result.resumed_from,
         "wall_time_s": round(result.previous_s + time.perf_counter() - wall_start, 3),
-        "fit_time_s": round(fit_s, 3),  # this session: build the networks and run the epochs (as sbi's .train())
+        "fit_time_s": round(
+            fit_s, 3
+        ),  # this session: build the networks and run the epochs (as sbi's .train())
         "device": describe(device),
-        "train_pairs_per_s": round(data.n_train * result.epochs / epoch_seconds, 2) if epoch_seconds > 0 else None,
+        "train_pairs_per_s": round(data.n_train * result.epochs / epoch_seconds, 2)
+        if epoch_seconds > 0
+        else None,
         "n_train": data.n_train,
         "n_validation": data.n_validation,
         "n_weights": n_weights,
         "seed": job.train_seed,
     }
-    record = estimator_record(estimator, job.estimator, job.embedding, job.parameter_names, job.box,
-                              norm.as_dict(), data.image_shape,
-                              {k: summary[k] for k in ("epochs", "best_epoch", "best_val_loss", "stopped", "seed")})
+    record = estimator_record(
+        estimator,
+        job.estimator,
+        job.embedding,
+        job.parameter_names,
+        job.box,
+        norm.as_dict(),
+        data.image_shape,
+        {k: summary[k] for k in ("epochs", "best_epoch", "best_val_loss", "stopped", "seed")},
+    )
     save(outputs.estimator, record)
     write_epochs(outputs.epochs, result.rows)
     if outputs.provenance is not None:
         from lenspipe import provenance
 
-        provenance.write(outputs.provenance, job.params, {"train": job.train_seed, "validation": job.validation_seed},
-                         rule="train")
+        provenance.write(
+            outputs.provenance,
+            job.params,
+            {"train": job.train_seed, "validation": job.validation_seed},
+            rule="train",
+        )
     atomic.write_json(outputs.summary, summary)
     outputs.checkpoint.unlink(missing_ok=True)  # finished: nothing to resume
     log.info("%s: wrote %s", job.name, outputs.estimator)
@@ -228,8 +289,16 @@ def fingerprint(job: TrainJob, train_store: str | os.PathLike[str], norm: Normal
     from lenspipe.store import open_store
 
     checksums = open_store(train_store, verify=False).attrs.get("checksums", {})
-    text = json.dumps({"params": plain(job.params), "estimator": job.name, "data": checksums,
-                       "normalisation": norm.as_dict()}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "params": plain(job.params),
+            "estimator": job.name,
+            "data": checksums,
+            "normalisation": norm.as_dict(),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -260,14 +329,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outdir", required=True)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        force=True)
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
     try:
         config = load_config(args.config)
         check_config(config)
         job = TrainJob.from_params(training_params(config, args.estimator), args.estimator)
-        train_job(job, args.train_store, args.normalisation, TrainOutputs.in_dir(args.outdir),
-                  ExecutionSettings.from_config(config["training"], args.threads))
+        train_job(
+            job,
+            args.train_store,
+            args.normalisation,
+            TrainOutputs.in_dir(args.outdir),
+            ExecutionSettings.from_config(config["training"], args.threads),
+        )
     except LenspipeError as exc:
         print(f"lenspipe: {exc}", file=sys.stderr)
         return 1

@@ -55,7 +55,6 @@ class TrainingSettings:
         )
 
 
-
 class NullTracker:
     """An sbi Tracker that records nothing: sbi's default writes TensorBoard logs into the working directory."""
 
@@ -96,9 +95,17 @@ class FitResult:
 class Trainer:
     """Trains an sbi density estimator on TrainingData epoch by epoch, checkpointing after each epoch."""
 
-    def __init__(self, estimator: BoundedEstimator, data: TrainingData, settings: TrainingSettings,
-                 device: torch.device, seed: int, checkpoint: Path | None = None, fingerprint: str = "",
-                 label: str = "") -> None:
+    def __init__(
+        self,
+        estimator: BoundedEstimator,
+        data: TrainingData,
+        settings: TrainingSettings,
+        device: torch.device,
+        seed: int,
+        checkpoint: Path | None = None,
+        fingerprint: str = "",
+        label: str = "",
+    ) -> None:
         self.estimator = estimator.to(device)
         self.data = data.to(device)
         self.settings = settings
@@ -122,12 +129,24 @@ class Trainer:
         best_val, best_epoch, since, best_state, before = math.inf, 0, 0, None, 0.0
         resumed_from = None
         if state is not None:
-            rows, best_val, best_epoch, since, before = (state["rows"], state["best_val_loss"], state["best_epoch"],
-                                                         state["since_improvement"], state["elapsed_s"])
-            best_state = state["best_state"] if state["best_state"] is not None else copy.deepcopy(state["model"])
+            rows, best_val, best_epoch, since, before = (
+                state["rows"],
+                state["best_val_loss"],
+                state["best_epoch"],
+                state["since_improvement"],
+                state["elapsed_s"],
+            )
+            best_state = (
+                state["best_state"] if state["best_state"] is not None else copy.deepcopy(state["model"])
+            )
             resumed_from = len(rows)
-            log.info("%sresuming from the checkpoint after epoch %d (best %.4f at epoch %d)", self._prefix(),
-                     resumed_from, best_val, best_epoch)
+            log.info(
+                "%sresuming from the checkpoint after epoch %d (best %.4f at epoch %d)",
+                self._prefix(),
+                resumed_from,
+                best_val,
+                best_epoch,
+            )
         epoch = len(rows)
         while epoch < s.max_epochs and since < s.stop_after_epochs:
             t0 = time.perf_counter()
@@ -135,23 +154,42 @@ class Trainer:
             val_loss = self._validate()
             epoch += 1
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                raise LenspipeError(f"training {self.label}: non-finite loss at epoch {epoch} (train {train_loss}, "
-                                    f"validation {val_loss}); the last checkpoint is epoch {epoch - 1}")
+                raise LenspipeError(
+                    f"training {self.label}: non-finite loss at epoch {epoch} (train {train_loss}, "
+                    f"validation {val_loss}); the last checkpoint is epoch {epoch - 1}"
+                )
             if val_loss < best_val:
                 best_val, best_epoch, since = val_loss, epoch, 0
                 best_state = _cpu_copy(self.estimator.state_dict())
             else:
                 since += 1
             rows.append([epoch, train_loss, val_loss, time.perf_counter() - t0])
-            self._save_checkpoint(rows, best_val, best_epoch, since, best_state, before + time.perf_counter() - start)
-            log.info("%sepoch %d/%d: train_loss %.4f val_loss %.4f (best %.4f at epoch %d) %.1f s, elapsed %.1f s",
-                     self._prefix(), epoch, s.max_epochs, train_loss, val_loss, best_val, best_epoch, rows[-1][3],
-                     before + time.perf_counter() - start)
+            self._save_checkpoint(
+                rows, best_val, best_epoch, since, best_state, before + time.perf_counter() - start
+            )
+            log.info(
+                "%sepoch %d/%d: train_loss %.4f val_loss %.4f (best %.4f at epoch %d) %.1f s, elapsed %.1f s",
+                self._prefix(),
+                epoch,
+                s.max_epochs,
+                train_loss,
+                val_loss,
+                best_val,
+                best_epoch,
+                rows[-1][3],
+                before + time.perf_counter() - start,
+            )
         if best_state is not None:
             self.estimator.load_state_dict(best_state)
         stopped = "early_stopping" if since >= s.stop_after_epochs else "max_epochs"
-        log.info("%sstopped after %d epochs (%s); best validation loss %.4f at epoch %d", self._prefix(), epoch,
-                 stopped.replace("_", " "), best_val, best_epoch)
+        log.info(
+            "%sstopped after %d epochs (%s); best validation loss %.4f at epoch %d",
+            self._prefix(),
+            epoch,
+            stopped.replace("_", " "),
+            best_val,
+            best_epoch,
+        )
         return FitResult(rows, best_epoch, best_val, stopped, resumed_from, before)
 
     def _train_epoch(self) -> float:
@@ -184,8 +222,15 @@ class Trainer:
     def _prefix(self) -> str:
         return f"{self.label}: " if self.label else ""
 
-    def _save_checkpoint(self, rows: list[list[float]], best_val: float, best_epoch: int, since: int,
-                         best_state: dict | None, elapsed: float) -> None:
+    def _save_checkpoint(
+        self,
+        rows: list[list[float]],
+        best_val: float,
+        best_epoch: int,
+        since: int,
+        best_state: dict | None,
+        elapsed: float,
+    ) -> None:
         if self.checkpoint is None:
             return
         is_current = best_epoch == len(rows)
@@ -217,12 +262,19 @@ class Trainer:
             if state.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError("unknown format")
         except Exception as exc:
-            log.warning("%signoring unreadable checkpoint %s (%s): training from scratch", self._prefix(), path,
-                        type(exc).__name__)
+            log.warning(
+                "%signoring unreadable checkpoint %s (%s): training from scratch",
+                self._prefix(),
+                path,
+                type(exc).__name__,
+            )
             return None
         if state["fingerprint"] != self.fingerprint:
-            log.info("%signoring checkpoint %s: made with other settings or data; training from scratch",
-                     self._prefix(), path)
+            log.info(
+                "%signoring checkpoint %s: made with other settings or data; training from scratch",
+                self._prefix(),
+                path,
+            )
             return None
         self.estimator.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
