@@ -27,6 +27,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint --configfile config/test.yaml
 
 report: venv

@@ -32,9 +32,9 @@ import yaml
 
 from lenspipe import posterior
 from lenspipe.data import synthetic_lenses
+from lenspipe.normalisation import Normalisation
 from lenspipe.priors import Cosmology, prior_box
 from lenspipe.sample import SampleSettings, sample_test_set
-from lenspipe.split import normalisation
 from lenspipe.store import open_store, write_store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,8 +44,7 @@ def train_small(
     config: dict, name: str, pairs: int, epochs: int, root: Path, threads: int, device: str
 ) -> Path:
     """Train estimator `name` of the config for `epochs` epochs on synthetic pairs; returns its estimator.pt."""
-    from lenspipe import atomic
-    from lenspipe.train import ExecutionSettings, TrainJob, TrainOutputs, train, training_params
+    from lenspipe.train import ExecutionSettings, TrainJob, TrainOutputs, train_job, training_params
 
     config = copy.deepcopy(config)
     config["training"].update({"max_epochs": epochs, "stop_after_epochs": 10**6})
@@ -53,10 +52,10 @@ def train_small(
     box = prior_box(config["priors"], config["parameters"], Cosmology(**sim["cosmology"]))
     images, theta = synthetic_lenses(pairs, box, seed=1, bands=len(sim["bands"]), num_pix=sim["num_pix"])
     write_store(root / "train.zarr", images, theta, config["parameters"], attrs={"bands": sim["bands"]})
-    atomic.write_json(root / "normalisation.json", normalisation(images, sim["bands"]))
+    Normalisation.from_images(images, sim["bands"]).write(root / "normalisation.json")
     job = TrainJob.from_params(training_params(config, name), name)
     outputs = TrainOutputs.in_dir(root / "train")
-    train(
+    train_job(
         job,
         root / "train.zarr",
         root / "normalisation.json",

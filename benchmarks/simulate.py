@@ -1,6 +1,6 @@
 """Benchmark of the simulation stage, against baselines measured in the same run.
 
-1. One shard through lenspipe (lenspipe.simulate.run_shard: simulation, bug handling, Zarr + YAML writing) vs a
+1. One shard through lenspipe (lenspipe.simulate.simulate: simulation, bug handling, Zarr + YAML writing) vs a
    bare deeplenstronomy make_dataset on the same config: images/s of each and their ratio (target: overhead < 5%).
 2. Two shards in two processes vs one shard in one process: the speed-up (target >= 1.8x on 2 cores).
 
@@ -38,11 +38,11 @@ def shard_params(config: dict[str, Any], shard: int, size: int) -> dict[str, Any
 
 def time_pipeline(params: dict[str, Any]) -> tuple[int, float, float]:
     """Images, wall seconds and CPU seconds of one shard through lenspipe, Zarr store and YAML included."""
-    from lenspipe.simulate import run_shard
+    from lenspipe.simulate import simulate
 
     with tempfile.TemporaryDirectory(prefix="lenspipe-bench-") as tmp:
         wall, cpu = time.perf_counter(), time.process_time()
-        shard = run_shard(params, Path(tmp) / "shard.zarr", Path(tmp) / "shard.yaml")
+        shard = simulate(params=params, store=Path(tmp) / "shard.zarr", yaml_path=Path(tmp) / "shard.yaml")
         return len(shard), time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -29,15 +29,16 @@ import torch
 import yaml
 
 from lenspipe import atomic
-from lenspipe.data import Normalisation, load_training_data, synthetic_lenses
+from lenspipe.data import load_training_data, synthetic_lenses
 from lenspipe.embedding import EmbeddingSettings, LensCNN
 from lenspipe.estimators import EstimatorSettings, flow_builder
+from lenspipe.normalisation import Normalisation
 from lenspipe.posterior import build_estimator
 from lenspipe.priors import Cosmology, prior_box
-from lenspipe.split import normalisation
+from lenspipe.rule_params import training_params
 from lenspipe.store import write_store
-from lenspipe.train import NullTracker, Trainer, TrainJob
-from lenspipe.train_config import training_params
+from lenspipe.train import TrainJob
+from lenspipe.trainer import NullTracker, Trainer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,7 +152,7 @@ def main() -> None:
     sim = config["simulation"]
     box = prior_box(config["priors"], config["parameters"], Cosmology(**sim["cosmology"]))
     images, theta = synthetic_lenses(args.pairs, box, seed=1, bands=len(sim["bands"]), num_pix=sim["num_pix"])
-    stats = normalisation(images, sim["bands"])
+    stats = Normalisation.from_images(images, sim["bands"]).as_dict()
     mean = np.asarray(stats["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(stats["std"], dtype=np.float32).reshape(1, -1, 1, 1)
     theta_t, images_t = torch.from_numpy(theta), torch.from_numpy(images)

@@ -230,36 +230,35 @@ def write_tables(tables: Mapping[str, Any], paths: Sequence[str | os.PathLike[st
 
 
 def compare(
+    *,
     estimators: Sequence[str],
-    metrics_paths: Sequence[str | os.PathLike[str]],
-    training_paths: Sequence[str | os.PathLike[str]],
-    sampling_paths: Sequence[str | os.PathLike[str]],
-    table_paths: Sequence[str | os.PathLike[str]],
-    figure_paths: Sequence[str | os.PathLike[str]],
-    train_store: str | os.PathLike[str] | None = None,
-    test_store: str | os.PathLike[str] | None = None,
+    metrics: Sequence[str | os.PathLike[str]],
+    training: Sequence[str | os.PathLike[str]],
+    sampling: Sequence[str | os.PathLike[str]],
+    tables: Sequence[str | os.PathLike[str]],
+    figure: Sequence[str | os.PathLike[str]],
+    train: str | os.PathLike[str] | None = None,
+    test: str | os.PathLike[str] | None = None,
 ) -> dict:
     """Read every estimator's metrics, training summary and sampling timing; write the tables and the figure.
 
-    With the split's stores, the R^2 table also gets the limit theta_E alone allows (lenspipe.limits).
+    With the split's `train` and `test` stores, the R^2 table also gets the limit theta_E alone allows
+    (lenspipe.limits).
     """
-    if not (len(estimators) == len(metrics_paths) == len(training_paths) == len(sampling_paths)):
+    if not (len(estimators) == len(metrics) == len(training) == len(sampling)):
         raise ValueError("one metrics, training and sampling file per estimator expected")
-    metrics = {
+    by_metrics = {
         e: read_json(p, ("parameters", "per_parameter", "tarp"))
-        for e, p in zip(estimators, metrics_paths, strict=True)
+        for e, p in zip(estimators, metrics, strict=True)
     }
-    training = {e: read_json(p, TRAINING_KEYS) for e, p in zip(estimators, training_paths, strict=True)}
-    sampling = {e: read_json(p, SAMPLING_KEYS) for e, p in zip(estimators, sampling_paths, strict=True)}
+    by_training = {e: read_json(p, TRAINING_KEYS) for e, p in zip(estimators, training, strict=True)}
+    by_sampling = {e: read_json(p, SAMPLING_KEYS) for e, p in zip(estimators, sampling, strict=True)}
     limits = None
-    if train_store is not None and test_store is not None:
-        train, test = (
-            open_store(train_store, verify=False),
-            open_store(test_store, verify=False),
-        )  # labels only
-        limits = theta_e_limits(train.theta, test.theta, test.parameter_names)
-    tables = build_tables(estimators, metrics, training, sampling, limits)
-    write_tables(tables, table_paths)
-    names = metrics[estimators[0]]["parameters"]
-    plots.comparison(long_table(estimators, metrics), names, figure_paths)
-    return tables
+    if train is not None and test is not None:  # labels only: the split verified the stores
+        train_store, test_store = open_store(train, verify=False), open_store(test, verify=False)
+        limits = theta_e_limits(train_store.theta, test_store.theta, test_store.parameter_names)
+    built = build_tables(estimators, by_metrics, by_training, by_sampling, limits)
+    write_tables(built, tables)
+    names = by_metrics[estimators[0]]["parameters"]
+    plots.comparison(long_table(estimators, by_metrics), names, figure)
+    return built

@@ -1,7 +1,9 @@
-"""Config validation: the JSON schema (types, required keys), then the checks a schema cannot express.
+"""Config validation, done once (rules/common.smk): the JSON schema (types, bounds, required keys, defaults),
+then the checks a schema cannot express.
 
 Every problem becomes a ConfigError whose one-line message names the key and what was expected,
-so a bad config stops the run before any job starts, without a traceback.
+so a bad config stops the run before any job starts, without a traceback. The Settings classes that
+the stages build from the config trust it: they check nothing again.
 """
 
 from __future__ import annotations
@@ -46,24 +48,42 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def check_config(config: Mapping[str, Any], schema: str | os.PathLike[str] | None = None) -> None:
-    """Validate `config` against the schema, then the cross-field rules; raise ConfigError on the first problem."""
+def check_config(config: dict[str, Any], schema: str | os.PathLike[str] | None = None) -> None:
+    """Validate `config` against the schema (filling in its defaults), then the cross-field rules.
+
+    Raises ConfigError on the first problem.
+    """
     check_schema(config, schema or SCHEMA)
     check_semantics(config)
 
 
-def check_schema(config: Mapping[str, Any], schema: str | os.PathLike[str]) -> None:
-    """Types and required keys, reported as 'key: expected ...'."""
-    import jsonschema
-
+def check_schema(config: dict[str, Any], schema: str | os.PathLike[str]) -> None:
+    """Types, bounds and required keys, reported as 'key: expected ...'; absent keys get the schema's default."""
     schema_doc = yaml.safe_load(Path(schema).read_text())
-    validator = jsonschema.Draft202012Validator(schema_doc)
+    validator = _with_defaults(schema_doc)
     errors = sorted(
-        validator.iter_errors(dict(config)),
-        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+        validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
     )
     if errors:
         raise _to_config_error(errors[0])
+
+
+def _with_defaults(schema: Mapping[str, Any]) -> Any:
+    """A Draft 2020-12 validator that sets each absent property with a default (as snakemake.utils.validate does)."""
+    import jsonschema
+
+    properties = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+
+    def set_defaults(
+        validator: Any, props: Mapping[str, Any], instance: Any, subschema: Any
+    ) -> Iterable[Any]:
+        if isinstance(instance, dict):
+            for name, spec in props.items():
+                if "default" in spec:
+                    instance.setdefault(name, spec["default"])
+        yield from properties(validator, props, instance, subschema)
+
+    return jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})(schema)
 
 
 def _dotted(path: Any) -> str:
@@ -205,7 +225,10 @@ def check_targets(targets: Iterable[str], out: str, estimators: Iterable[str]) -
 
 
 def missing_configfiles(argv: Sequence[str]) -> list[str]:
-    """Config files named by --configfile(s) on a Snakemake command line that do not exist."""
+    """Config files named by --configfile(s) on a Snakemake command line that do not exist.
+
+    Called by profiles/default/config.yaml, before Snakemake reads the config.
+    """
     files, taking = [], False
     for arg in argv:
         if arg in ("--configfile", "--configfiles"):

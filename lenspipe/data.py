@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,47 +20,6 @@ from lenspipe.errors import DataError
 from lenspipe.priors import PriorBox
 
 Batch = tuple[Tensor, Tensor]  # (theta (b, n_params), images (b, bands, H, W))
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    """Per-band image statistics of the training split (the split stage's normalisation JSON)."""
-
-    bands: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    n_train: int | None = None
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Normalisation:
-        """Read and check the JSON: one finite mean and positive std per band."""
-        from lenspipe.split import read_normalisation
-
-        stats = read_normalisation(path)
-        bands, mean, std = (
-            tuple(stats["bands"]),
-            tuple(map(float, stats["mean"])),
-            tuple(map(float, stats["std"])),
-        )
-        if not (len(bands) == len(mean) == len(std)) or not bands:
-            raise DataError(
-                path,
-                f"expected one mean and one std per band, got {len(bands)} bands, "
-                f"{len(mean)} means, {len(std)} stds",
-            )
-        if not all(np.isfinite(mean)) or not all(np.isfinite(s) and s > 0 for s in std):
-            raise DataError(
-                path, f"expected finite means and positive stds, got mean {list(mean)}, std {list(std)}"
-            )
-        return cls(bands, mean, std, stats.get("n_train"))
-
-    def as_dict(self) -> dict:
-        return {
-            "bands": list(self.bands),
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "n_train": self.n_train,
-        }
 
 
 class TrainingData(ABC):

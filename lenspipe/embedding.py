@@ -26,16 +26,12 @@ class EmbeddingSettings:
 
     @classmethod
     def from_config(cls, embedding: Mapping) -> EmbeddingSettings:
-        """Build from the config's `embedding` section."""
-        channels = tuple(int(c) for c in embedding["channels"])
-        if not channels or min(channels) < 1:
-            raise ConfigError(
-                "embedding.channels", "a non-empty list of positive integers", embedding["channels"]
-            )
-        for key in ("hidden_features", "features"):
-            if int(embedding[key]) < 1:
-                raise ConfigError(f"embedding.{key}", "a positive integer", embedding[key])
-        return cls(channels, int(embedding["hidden_features"]), int(embedding["features"]))
+        """From the config's validated `embedding` section."""
+        return cls(
+            tuple(int(c) for c in embedding["channels"]),
+            int(embedding["hidden_features"]),
+            int(embedding["features"]),
+        )
 
     def as_dict(self) -> dict:
         """Plain-JSON form (saved with a trained estimator)."""

@@ -253,11 +253,6 @@ CUSTOM_FLOWS: dict[str, Callable[..., ConditionalDensityEstimator]] = {
 }
 
 
-def register_flow(name: str, builder: Callable[..., ConditionalDensityEstimator]) -> None:
-    """Add a flow built here (sbi's builder signature: batch_x=theta, batch_y=x, z_score_*, embedding_net, ...)."""
-    CUSTOM_FLOWS[name] = builder
-
-
 def allowed_flows() -> list[str]:
     """Flow names a config entry may use: sbi's density estimators for NPE, and those registered here."""
     return sorted((set(model_builders) - set(NOT_FOR_IMAGES)) | set(CUSTOM_FLOWS))

@@ -6,7 +6,6 @@ intervals, SBC rank tests; jointly: TARP. Written as a CSV (one row per paramete
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -17,10 +16,8 @@ import numpy as np
 
 from lenspipe import atomic, calibration
 from lenspipe import parameters as params_table
-from lenspipe.errors import ConfigError, DataError
+from lenspipe.errors import ConfigError
 from lenspipe.seeds import metrics_seed
-
-log = logging.getLogger(__name__)
 
 # What every column means: written into the JSON and stated in the report's captions.
 DEFINITIONS = {
@@ -68,25 +65,6 @@ class EvaluationSettings:
     ) -> EvaluationSettings:
         """Settings from the config slice; one seed for every estimator, so all share TARP references."""
         return cls(int(sbc_samples), tuple(int(i) for i in corner_images), metrics_seed(global_seed))
-
-
-@dataclass(frozen=True)
-class EvaluationOutputs:
-    """Where rule evaluate writes: the metrics CSV and JSON, and each figure's files (PDF, PNG) by name."""
-
-    csv: str
-    json: str
-    figures: Mapping[str, Sequence[str]]
-
-    @classmethod
-    def from_named(cls, output: Any) -> EvaluationOutputs:
-        """From Snakemake's named outputs: csv, json, provenance (written by lenspipe.jobs), one entry per figure."""
-        figures = {
-            name: [str(p) for p in files]
-            for name, files in output.items()
-            if name not in ("csv", "json", "provenance")
-        }
-        return cls(str(output.csv), str(output.json), figures)
 
 
 @dataclass(frozen=True)
@@ -191,90 +169,6 @@ def metrics_table(metrics: Mapping[str, Any]) -> Any:
         }
     )
     return pd.DataFrame(rows, columns=["parameter", *PER_PARAMETER, "tarp_atc", "tarp_ks_pvalue"])
-
-
-def evaluate(
-    samples_path: str | os.PathLike[str],
-    test_path: str | os.PathLike[str],
-    epochs_path: str | os.PathLike[str],
-    outputs: EvaluationOutputs,
-    settings: EvaluationSettings,
-    estimator: str = "",
-) -> dict[str, Any]:
-    """One estimator's evaluation: metrics CSV and JSON, then every figure, from its samples and the test store."""
-    from lenspipe.sample import open_samples
-    from lenspipe.store import open_store
-
-    posterior = open_samples(samples_path)
-    test = open_store(test_path, verify=True)
-    if posterior.parameter_names != list(test.parameter_names) or posterior.samples.shape[0] != len(test):
-        raise DataError(
-            samples_path,
-            f"samples {posterior.samples.shape} for {posterior.parameter_names} do not "
-            f"match the test store ({len(test)} images of {test.parameter_names})",
-        )
-    samples, theta, names, box = posterior.samples, test.theta, posterior.parameter_names, posterior.prior_box
-    for i in settings.corner_images:  # checked before the minutes of metrics, not after
-        if not 0 <= i < len(theta):
-            raise ConfigError("evaluation.corner_images", f"indices of test images (< {len(theta)})", i)
-    metrics = compute_metrics(samples, theta, names, box.low, box.high, settings)
-    metrics["estimator"] = estimator
-    metrics["seed"] = settings.seed
-    write_table(metrics_table(metrics), outputs.csv)
-    atomic.write_json(outputs.json, metrics)
-    log.info("metrics of %s written to %s", estimator, outputs.json)
-    write_figures(samples, theta, metrics, epochs_path, outputs.figures, settings, estimator, box)
-    return metrics
-
-
-def write_figures(
-    samples: np.ndarray,
-    theta: np.ndarray,
-    metrics: Mapping[str, Any],
-    epochs_path: str | os.PathLike[str],
-    figures: Mapping[str, Sequence[str]],
-    settings: EvaluationSettings,
-    estimator: str,
-    box: Any,
-) -> None:
-    """Every per-estimator figure whose name is in `figures` (name -> [pdf, png])."""
-    from lenspipe import plots
-
-    names = metrics["parameters"]
-    per = metrics["per_parameter"]
-    summary = summarise(samples)
-    expected = set(plots.FIGURES) | {f"corner_{i}" for i in settings.corner_images}
-    if set(figures) != expected:
-        raise ValueError(f"figure outputs {sorted(figures)} differ from the expected {sorted(expected)}")
-    for i in settings.corner_images:
-        plots.corner_plot(samples[i], theta[i], names, f"{estimator}: test image {i}", figures[f"corner_{i}"])
-    plots.predicted_vs_true(
-        theta,
-        summary.mean,
-        summary.low,
-        summary.high,
-        [per[n]["r2"] for n in names],
-        names,
-        box,
-        figures["predicted_vs_true"],
-    )
-    plots.residuals(theta, summary.mean, per, names, box, figures["residuals"])
-    curve = metrics["coverage_curve"]
-    plots.coverage(
-        np.asarray(curve["levels"]),
-        np.array([curve[n] for n in names]).T,
-        np.asarray(metrics["tarp"]["alpha"]),
-        np.asarray(metrics["tarp"]["ecp"]),
-        len(theta),
-        names,
-        figures["coverage"],
-    )
-    ranks = calibration.sbc_ranks(samples, theta, settings.sbc_samples)
-    plots.sbc_ranks(
-        ranks, settings.sbc_samples, [per[n]["sbc_ks_pvalue"] for n in names], names, figures["sbc_ranks"]
-    )
-    plots.loss_curve(epochs_path, f"{estimator}: training", figures["loss"])
-    log.info("%d figures of %s written", len(figures), estimator)
 
 
 def write_table(table: Any, path: str | os.PathLike[str]) -> None:

@@ -25,10 +25,10 @@ import numpy as np
 
 from lenspipe import atomic
 from lenspipe import parameters as params_table
-from lenspipe.errors import ConfigError, DataError
+from lenspipe.errors import DataError
 from lenspipe.priors import PriorBox
 from lenspipe.seeds import sample_seed
-from lenspipe.store import open_store, sha256_chunked, zarr_codecs
+from lenspipe.store import open_group, open_store, verify_checksum, zarr_codecs
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,6 @@ class SampleSettings:
         cls, num_samples: int, global_seed: int, estimator: str, threads: int = 1
     ) -> SampleSettings:
         """Settings of one estimator's sampling job; the seed is derived from the global one and the name."""
-        if int(num_samples) < 1:
-            raise ConfigError("evaluation.num_samples", "at least 1 posterior sample per image", num_samples)
         return cls(int(num_samples), sample_seed(global_seed, estimator), threads=int(threads))
 
     @property
@@ -76,6 +74,22 @@ class SampleSet:
     @property
     def num_samples(self) -> int:
         return int(self.samples.shape[1])
+
+
+def sample(
+    *,
+    estimator_path: str | os.PathLike[str],
+    test: str | os.PathLike[str],
+    samples: str | os.PathLike[str],
+    timing: str | os.PathLike[str],
+    num_samples: int,
+    seed: int,
+    estimator: str,
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Rule sample: `num_samples` posterior samples of every test image with one estimator; returns the timing."""
+    settings = SampleSettings.from_params(num_samples, seed, estimator, threads=threads)
+    return sample_test_set(estimator_path, test, samples, timing, settings, estimator=estimator)
 
 
 def sample_test_set(
@@ -271,22 +285,28 @@ def _checked(draws: Any, shape: tuple[int, ...], box: PriorBox, source: Any, fir
 
 def open_samples(path: str | os.PathLike[str], verify: bool = True) -> SampleSet:
     """Load a samples store, checking its layout and (if `verify`) its checksum."""
-    import zarr
 
-    path = Path(path)
-    if not path.is_dir():
-        raise DataError(path, "samples store not found (expected a Zarr directory written by rule sample)")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        arr = group["samples"]
-        samples = np.asarray(arr[:], dtype=np.float32)
-        names = list(attrs["parameter_names"])
-        box = PriorBox.from_dict(attrs["prior_box"])
-    except Exception as exc:  # zarr raises many kinds on damaged stores
-        raise DataError(path, f"truncated or damaged samples store ({type(exc).__name__}: {exc})") from exc
+    def read(group: Any) -> tuple[dict[str, Any], np.ndarray, int, list[str], PriorBox]:
+        attrs, arr = dict(group.attrs), group["samples"]
+        return (
+            attrs,
+            np.asarray(arr[:], dtype=np.float32),
+            int(arr.chunks[0]),
+            list(attrs["parameter_names"]),
+            PriorBox.from_dict(attrs["prior_box"]),
+        )
+
+    path, (attrs, samples, chunk, names, box) = open_group(
+        path, "samples store", "a Zarr directory written by rule sample", read
+    )
     if samples.ndim != 3 or samples.shape[2] != len(names):
         raise DataError(path, f"samples of shape {samples.shape} do not match {len(names)} parameters")
-    if verify and sha256_chunked(samples, step=max(1, int(arr.chunks[0]))) != attrs.get("checksum"):
-        raise DataError(path, "samples do not match their checksum (damaged or missing chunk)")
+    if verify:
+        verify_checksum(
+            path,
+            samples,
+            chunk,
+            attrs.get("checksum"),
+            "samples do not match their checksum (damaged or missing chunk)",
+        )
     return SampleSet(path, samples, names, box, attrs)

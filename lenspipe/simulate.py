@@ -18,14 +18,13 @@ import pandas as pd
 
 from lenspipe import __version__, deeplens, depth
 from lenspipe.atomic import write_text
-from lenspipe.errors import ConfigError, DataError
+from lenspipe.errors import DataError
 from lenspipe.priors import einstein_radius
 from lenspipe.seeds import derive_seed
 from lenspipe.store import write_store
 
 log = logging.getLogger(__name__)
 
-NONFINITE_MODES = ("fail", "drop")
 # deeplenstronomy 0.0.2.3 drops the first image of every call; more losses are topped up by further calls.
 EXPECTED_LOSS = 1
 MAX_CALLS = 20
@@ -45,24 +44,10 @@ class SimulationSettings:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SimulationSettings:
-        """Build from {simulation, priors, parameters, shard, size, seed} (rules/common.smk: simulate_params)."""
-        try:
-            simulation, priors = params["simulation"], params["priors"]
-            parameters, shard, size, seed = (
-                params["parameters"],
-                params["shard"],
-                params["size"],
-                params["seed"],
-            )
-        except KeyError as exc:
-            raise ConfigError(
-                str(exc.args[0]), "a value in the simulate params (the key is missing)"
-            ) from exc
+        """Build from {simulation, priors, parameters, shard, size, seed} (lenspipe.rule_params.simulate_params)."""
+        simulation, priors = params["simulation"], params["priors"]
+        parameters, shard, size, seed = params["parameters"], params["shard"], params["size"], params["seed"]
         nonfinite = str(simulation.get("nonfinite", "fail"))
-        if nonfinite not in NONFINITE_MODES:
-            raise ConfigError("simulation.nonfinite", "one of " + ", ".join(NONFINITE_MODES), nonfinite)
-        if int(size) < 1:
-            raise ConfigError("simulation.n_images", "at least one image per shard", size)
         return cls(
             deeplens.SimulatorSpec.from_config(simulation, priors),
             tuple(parameters),
@@ -176,8 +161,8 @@ def store_attrs(settings: SimulationSettings, shard: Shard) -> dict[str, Any]:
     }
 
 
-def run_shard(
-    params: Mapping[str, Any], store: str | os.PathLike[str], yaml_path: str | os.PathLike[str]
+def simulate(
+    *, params: Mapping[str, Any], store: str | os.PathLike[str], yaml_path: str | os.PathLike[str]
 ) -> Shard:
     """Rule simulate: simulate one shard, write its deeplenstronomy YAML and its store (both atomically)."""
     settings = SimulationSettings.from_params(params)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from lenspipe import atomic, depth
+from lenspipe import depth
 from lenspipe.config import n_test_images
 from lenspipe.errors import DataError
+from lenspipe.normalisation import Normalisation
 from lenspipe.seeds import split_seed
 from lenspipe.store import open_store, write_store
 
@@ -28,8 +29,21 @@ class SplitSettings:
     seed: int
 
     @classmethod
-    def from_params(cls, split: dict, global_seed: int) -> SplitSettings:
+    def from_params(cls, split: Mapping[str, Any], global_seed: int) -> SplitSettings:
         return cls(float(split["test_fraction"]), split_seed(global_seed))
+
+
+def split(
+    *,
+    shards: Sequence[str | os.PathLike[str]],
+    train: str | os.PathLike[str],
+    test: str | os.PathLike[str],
+    normalisation: str | os.PathLike[str],
+    split: Mapping[str, Any],
+    seed: int,
+) -> dict:
+    """Rule split: train and test stores and normalisation JSON from the shards; `split` is the config's section."""
+    return split_shards(shards, train, test, normalisation, SplitSettings.from_params(split, seed))
 
 
 def split_shards(
@@ -77,7 +91,7 @@ def split_shards(
     n_test = n_test_images(n, settings.test_fraction)
     order = np.random.default_rng(settings.seed).permutation(n)
     test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
-    stats = normalisation(images[train_idx], bands)
+    stats = Normalisation.from_images(images[train_idx], bands)
     common = {
         key: stores[0].attrs[key]
         for key in ("bands", "pixel_scale", "survey", "sky_noise", "zero_points", "exposures")
@@ -93,34 +107,5 @@ def split_shards(
             metadata=metadata.iloc[idx].reset_index(drop=True),
         )
         log.info("%s: %d images -> %s", part, len(idx), path)
-    atomic.write_json(normalisation_path, stats)
-    return stats
-
-
-def normalisation(images: np.ndarray, bands: Sequence[str]) -> dict:
-    """Per-band mean and standard deviation over all pixels (float64 accumulation)."""
-    flat = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1).astype(np.float64)
-    std = flat.std(axis=1)
-    if not np.all(np.isfinite(std)) or np.any(std <= 0):
-        raise DataError(
-            "training images", f"per-band standard deviations must be finite and > 0, got {std.tolist()}"
-        )
-    return {
-        "bands": list(bands),
-        "mean": flat.mean(axis=1).tolist(),
-        "std": std.tolist(),
-        "n_train": int(images.shape[0]),
-    }
-
-
-def read_normalisation(path: str | os.PathLike[str]) -> dict:
-    """Read the normalisation JSON written by the split."""
-    import json
-
-    path = Path(path)
-    try:
-        stats = json.loads(path.read_text())
-        assert {"bands", "mean", "std"} <= set(stats)
-    except Exception as exc:
-        raise DataError(path, "expected the split's normalisation JSON with bands, mean and std") from exc
-    return stats
+    stats.write(normalisation_path)
+    return stats.as_dict()

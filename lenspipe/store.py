@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from lenspipe import parameters as params_table
 from lenspipe.atomic import atomic_path
 from lenspipe.errors import DataError
 
+T = TypeVar("T")
 METADATA_FILE = "metadata.parquet"
 CHUNK_IMAGES = 256
 
@@ -138,22 +139,48 @@ class Store:
         return pd.read_parquet(file)
 
 
-def open_store(path: str | os.PathLike[str], verify: bool = True) -> Store:
-    """Open a store, checking its layout and (if `verify`) every chunk against the stored checksums."""
+def open_group(
+    path: str | os.PathLike[str], kind: str, expected: str, read: Callable[[Any], T]
+) -> tuple[Path, T]:
+    """Open the Zarr group at `path` read-only and return `read(group)`: a missing directory, or a group `read`
+    fails on (zarr raises many kinds on damaged stores), is a DataError naming the file and the `kind` of store."""
     import zarr
 
     path = Path(path)
     if not path.is_dir():
-        raise DataError(path, "store not found (expected a Zarr directory)")
+        raise DataError(path, f"{kind} not found (expected {expected})")
     try:
-        group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
-        images = group["images"]
-        theta_arr = group["theta"]
-        theta = np.asarray(theta_arr[:], dtype=np.float32)
-        names = list(theta_arr.attrs["parameter_names"])
+        return path, read(zarr.open_group(str(path), mode="r"))
     except Exception as exc:
-        raise DataError(path, f"truncated or damaged store ({type(exc).__name__}: {exc})") from exc
+        raise DataError(path, f"truncated or damaged {kind} ({type(exc).__name__}: {exc})") from exc
+
+
+def verify_checksum(
+    path: str | os.PathLike[str], array: Any, step: int, expected: str | None, mismatch: str
+) -> None:
+    """Recompute the SHA-256 of `array` (a Zarr or numpy array) `step` rows at a time; DataError(path, mismatch) when it
+    differs from `expected`, and a DataError naming the path when a chunk cannot be read."""
+    try:
+        got = sha256_chunked(array, step=max(1, int(step)))
+    except Exception as exc:
+        raise DataError(path, f"cannot read {mismatch.split()[0]} ({type(exc).__name__}: {exc})") from exc
+    if got != expected:
+        raise DataError(path, mismatch)
+
+
+def open_store(path: str | os.PathLike[str], verify: bool = True) -> Store:
+    """Open a store, checking its layout and (if `verify`) every chunk against the stored checksums."""
+
+    def read(group: Any) -> tuple[dict[str, Any], Any, np.ndarray, list[str]]:
+        theta_arr = group["theta"]
+        return (
+            dict(group.attrs),
+            group["images"],
+            np.asarray(theta_arr[:], dtype=np.float32),
+            list(theta_arr.attrs["parameter_names"]),
+        )
+
+    path, (attrs, images, theta, names) = open_group(path, "store", "a Zarr directory", read)
     n = attrs.get("n")
     if n is None or "checksums" not in attrs:
         raise DataError(path, "store has no size/checksum attributes (not written by lenspipe, or truncated)")
@@ -168,11 +195,17 @@ def open_store(path: str | os.PathLike[str], verify: bool = True) -> Store:
 def verify_store(store: Store) -> None:
     """Recompute the arrays' checksums chunk by chunk; a mismatch names the store and the array."""
     expected = store.attrs["checksums"]
-    if _sha256(store.theta) != expected["theta"]:
-        raise DataError(store.path, "theta does not match its checksum (damaged or missing chunk)")
-    try:
-        got = sha256_chunked(store.images, step=int(store.images.chunks[0]))
-    except Exception as exc:
-        raise DataError(store.path, f"cannot read images ({type(exc).__name__}: {exc})") from exc
-    if got != expected["images"]:
-        raise DataError(store.path, "images do not match their checksum (damaged or missing chunk)")
+    verify_checksum(
+        store.path,
+        store.theta,
+        len(store.theta),
+        expected["theta"],
+        "theta does not match its checksum (damaged or missing chunk)",
+    )
+    verify_checksum(
+        store.path,
+        store.images,
+        store.images.chunks[0],
+        expected["images"],
+        "images do not match their checksum (damaged or missing chunk)",
+    )

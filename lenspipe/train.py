@@ -1,12 +1,8 @@
-"""Training one estimator: sbi's NPE objective, Adam, early stopping, a checkpoint after every epoch.
+"""Stage train: one estimator's training job, end to end: settings from the config slice, the training data,
+the networks, the epoch loop (lenspipe.trainer, with its per-epoch checkpoint), then the estimator file,
+the epochs table, the summary and the provenance.
 
-The epoch loop is ours: it minimises exactly what sbi's `NPE.train` minimises in its single (amortised)
-round, the estimator's `loss` (negative log posterior density; tests check it equals NPE's loss), with
-sbi's defaults (Adam, gradient norm clipped at 5, stop after `stop_after_epochs` epochs without a better
-validation loss, keep the best weights). sbi 0.27's `train` has no per-epoch hook, and calling it one
-epoch at a time (`resume_training=True`) reloads the best weights at the end of every call and miscounts
-epochs without improvement, so it cannot checkpoint a normal run. `max_epochs` is exactly the number of
-epochs run at most. A killed job re-run with the same settings and data continues from its checkpoint.
+A killed job re-run with the same settings and data continues from its checkpoint.
 
 Command line (what the resume test runs): python -m lenspipe.train --config C --estimator E
 --train-store S --normalisation N --outdir D [--threads T]
@@ -15,11 +11,9 @@ Command line (what the resume test runs): python -m lenspipe.train --config C --
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -31,61 +25,26 @@ from typing import Any
 import torch
 
 from lenspipe import atomic
-from lenspipe.data import Normalisation, TrainingData, load_training_data
+from lenspipe.data import load_training_data
 from lenspipe.device import describe, resolve_device, set_threads
 from lenspipe.embedding import EmbeddingSettings, count_parameters
-from lenspipe.errors import ConfigError, DataError, LenspipeError
-from lenspipe.estimators import BoundedEstimator, EstimatorSettings
+from lenspipe.errors import DataError, LenspipeError
+from lenspipe.estimators import EstimatorSettings
+from lenspipe.normalisation import Normalisation
 from lenspipe.posterior import build_estimator, estimator_record, save
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.provenance import plain
+from lenspipe.rule_params import training_params
 from lenspipe.seeds import train_seed, validation_seed
-from lenspipe.train_config import training_params
+from lenspipe.trainer import Trainer, TrainingSettings
 
 log = logging.getLogger(__name__)
-logging.getLogger("fontTools").setLevel(logging.WARNING)  # matplotlib's font subsetting chatters at INFO
 
-CHECKPOINT_FORMAT = "lenspipe.checkpoint/1"
 EPOCHS_HEADER = ("epoch", "train_loss", "val_loss", "seconds")
 
 
 # --------------------------------------------------------------------------------------------------
 # Settings.
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """The optimisation: the config's `training` section without the execution keys."""
-
-    learning_rate: float = 5e-4
-    batch_size: int = 50
-    validation_fraction: float = 0.1
-    stop_after_epochs: int = 20
-    max_epochs: int = 1000
-    clip_max_norm: float | None = 5.0  # sbi's default
-
-    @classmethod
-    def from_config(cls, training: Mapping[str, Any]) -> TrainingSettings:
-        """Validate the slice; errors name `training.<key>`."""
-        settings = cls(
-            learning_rate=float(training.get("learning_rate", cls.learning_rate)),
-            batch_size=int(training.get("batch_size", cls.batch_size)),
-            validation_fraction=float(training.get("validation_fraction", cls.validation_fraction)),
-            stop_after_epochs=int(training.get("stop_after_epochs", cls.stop_after_epochs)),
-            max_epochs=int(training.get("max_epochs", cls.max_epochs)),
-            clip_max_norm=training.get("clip_max_norm", cls.clip_max_norm),
-        )
-        checks = (
-            ("learning_rate", settings.learning_rate >= 0, "a learning rate >= 0"),
-            ("batch_size", settings.batch_size >= 1, "a positive integer"),
-            ("validation_fraction", 0 < settings.validation_fraction < 1, "a fraction in (0, 1)"),
-            ("stop_after_epochs", settings.stop_after_epochs >= 1, "a positive integer"),
-            ("max_epochs", settings.max_epochs >= 1, "a positive integer"),
-        )
-        for key, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"training.{key}", expected, training.get(key))
-        return settings
 
 
 @dataclass(frozen=True)
@@ -98,6 +57,7 @@ class ExecutionSettings:
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], threads: int | None = None) -> ExecutionSettings:
+        """From the validated `training` section (or the train rule's `execution` params) and the job's threads."""
         return cls(
             str(training.get("device", "auto")),
             str(training.get("gpu_fallback", "warn")),
@@ -162,8 +122,6 @@ class TrainOutputs:
     estimator: Path
     epochs: Path
     summary: Path
-    loss_pdf: Path
-    loss_png: Path
     provenance: Path | None = None
 
     @classmethod
@@ -173,8 +131,6 @@ class TrainOutputs:
             folder / "estimator.pt",
             folder / "epochs.csv",
             folder / "summary.json",
-            folder / "loss.pdf",
-            folder / "loss.png",
             folder / "provenance.json",
         )
 
@@ -187,259 +143,34 @@ class TrainOutputs:
         return self.estimator.with_name("checkpoint.pt")
 
 
-class NullTracker:
-    """An sbi Tracker that records nothing: sbi's default writes TensorBoard logs into the working directory."""
-
-    log_dir = None
-
-    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        pass
-
-    def add_figure(self, name: str, figure: Any, step: int | None = None) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-
-# --------------------------------------------------------------------------------------------------
-# The epoch loop.
-
-
-@dataclass
-class FitResult:
-    """What the loop did: the epochs table and the best epoch (whose weights the estimator now holds)."""
-
-    rows: list[list[float]]
-    best_epoch: int
-    best_val_loss: float
-    stopped: str
-    resumed_from: int | None
-    previous_s: float  # training time of earlier (killed) sessions
-
-    @property
-    def epochs(self) -> int:
-        return len(self.rows)
-
-
-class Trainer:
-    """Trains an sbi density estimator on TrainingData epoch by epoch, checkpointing after each epoch."""
-
-    def __init__(
-        self,
-        estimator: BoundedEstimator,
-        data: TrainingData,
-        settings: TrainingSettings,
-        device: torch.device,
-        seed: int,
-        checkpoint: Path | None = None,
-        fingerprint: str = "",
-        label: str = "",
-    ) -> None:
-        self.estimator = estimator.to(device)
-        self.data = data.to(device)
-        self.settings = settings
-        self.device = device
-        self.seed = seed
-        self.checkpoint = checkpoint
-        self.fingerprint = fingerprint
-        self.label = label
-        self.optimizer = adam(self.estimator.parameters(), settings.learning_rate)
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def fit(self) -> FitResult:
-        """Run epochs until early stopping or max_epochs; leaves the best weights in the estimator."""
-        s = self.settings
-        start = time.perf_counter()
-        if self.checkpoint is not None:  # temporary files of a killed save
-            for stale in self.checkpoint.parent.glob(f".{self.checkpoint.name}.tmp-*"):
-                stale.unlink(missing_ok=True)
-        state = self._load_checkpoint()
-        rows: list[list[float]] = []
-        best_val, best_epoch, since, best_state, before = math.inf, 0, 0, None, 0.0
-        resumed_from = None
-        if state is not None:
-            rows, best_val, best_epoch, since, before = (
-                state["rows"],
-                state["best_val_loss"],
-                state["best_epoch"],
-                state["since_improvement"],
-                state["elapsed_s"],
-            )
-            best_state = (
-                state["best_state"] if state["best_state"] is not None else copy.deepcopy(state["model"])
-            )
-            resumed_from = len(rows)
-            log.info(
-                "%sresuming from the checkpoint after epoch %d (best %.4f at epoch %d)",
-                self._prefix(),
-                resumed_from,
-                best_val,
-                best_epoch,
-            )
-        epoch = len(rows)
-        while epoch < s.max_epochs and since < s.stop_after_epochs:
-            t0 = time.perf_counter()
-            train_loss = self._train_epoch()
-            val_loss = self._validate()
-            epoch += 1
-            if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                raise LenspipeError(
-                    f"training {self.label}: non-finite loss at epoch {epoch} (train {train_loss}, "
-                    f"validation {val_loss}); the last checkpoint is epoch {epoch - 1}"
-                )
-            if val_loss < best_val:
-                best_val, best_epoch, since = val_loss, epoch, 0
-                best_state = _cpu_copy(self.estimator.state_dict())
-            else:
-                since += 1
-            rows.append([epoch, train_loss, val_loss, time.perf_counter() - t0])
-            self._save_checkpoint(
-                rows, best_val, best_epoch, since, best_state, before + time.perf_counter() - start
-            )
-            log.info(
-                "%sepoch %d/%d: train_loss %.4f val_loss %.4f (best %.4f at epoch %d) %.1f s, elapsed %.1f s",
-                self._prefix(),
-                epoch,
-                s.max_epochs,
-                train_loss,
-                val_loss,
-                best_val,
-                best_epoch,
-                rows[-1][3],
-                before + time.perf_counter() - start,
-            )
-        if best_state is not None:
-            self.estimator.load_state_dict(best_state)
-        stopped = "early_stopping" if since >= s.stop_after_epochs else "max_epochs"
-        log.info(
-            "%sstopped after %d epochs (%s); best validation loss %.4f at epoch %d",
-            self._prefix(),
-            epoch,
-            stopped.replace("_", " "),
-            best_val,
-            best_epoch,
-        )
-        return FitResult(rows, best_epoch, best_val, stopped, resumed_from, before)
-
-    def _train_epoch(self) -> float:
-        """One pass over shuffled training batches; returns the mean loss (loss summed on the device)."""
-        s, est = self.settings, self.estimator
-        est.train()
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        count = 0
-        params = [p for p in est.parameters() if p.requires_grad]
-        for theta, x in self.data.train_batches(s.batch_size, self.generator):
-            self.optimizer.zero_grad(set_to_none=True)
-            losses = est.loss(theta, x)
-            losses.mean().backward()
-            if s.clip_max_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, max_norm=s.clip_max_norm)
-            self.optimizer.step()
-            total += losses.detach().sum()
-            count += losses.shape[0]
-        return float(total) / max(count, 1)
-
-    def _validate(self) -> float:
-        """Mean loss over every validation pair."""
-        est = self.estimator
-        est.eval()
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        with torch.no_grad():
-            for theta, x in self.data.validation_batches(max(self.settings.batch_size, 256)):
-                total += est.loss(theta, x).sum()
-        return float(total) / self.data.n_validation
-
-    def _prefix(self) -> str:
-        return f"{self.label}: " if self.label else ""
-
-    def _save_checkpoint(
-        self,
-        rows: list[list[float]],
-        best_val: float,
-        best_epoch: int,
-        since: int,
-        best_state: dict | None,
-        elapsed: float,
-    ) -> None:
-        if self.checkpoint is None:
-            return
-        is_current = best_epoch == len(rows)
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "fingerprint": self.fingerprint,
-            "rows": [list(r) for r in rows],
-            "model": self.estimator.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "best_val_loss": best_val,
-            "best_epoch": best_epoch,
-            "since_improvement": since,
-            "best_state": None if is_current else best_state,  # None: the best weights are the model's
-            "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
-            "elapsed_s": elapsed,
-        }
-        with atomic.atomic_path(self.checkpoint) as tmp:
-            torch.save(state, tmp)
-
-    def _load_checkpoint(self) -> dict | None:
-        """The checkpoint's state if it was made by this very job (same settings and data), else None."""
-        path = self.checkpoint
-        if path is None or not path.is_file():
-            return None
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-            if state.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError("unknown format")
-        except Exception as exc:
-            log.warning(
-                "%signoring unreadable checkpoint %s (%s): training from scratch",
-                self._prefix(),
-                path,
-                type(exc).__name__,
-            )
-            return None
-        if state["fingerprint"] != self.fingerprint:
-            log.info(
-                "%signoring checkpoint %s: made with other settings or data; training from scratch",
-                self._prefix(),
-                path,
-            )
-            return None
-        self.estimator.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if self.device.type == "cuda" and state["cuda_rng"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        return state
-
-
-def adam(params: Any, learning_rate: float) -> torch.optim.Adam:
-    """Adam with its fused kernel (one update per tensor group instead of a loop of small ops; same maths)."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=learning_rate, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.Adam(params, lr=learning_rate)
-
-
-def _cpu_copy(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
-
-
 # --------------------------------------------------------------------------------------------------
 # One training job, end to end.
 
 
 def train(
+    *,
+    store: str | os.PathLike[str],
+    normalisation: str | os.PathLike[str],
+    outputs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    execution: Mapping[str, Any],
+    estimator: str,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Rule train: estimator `estimator` from the training store into its named `outputs`; returns the summary.
+
+    `settings` is the config slice the estimator depends on (rule_params.training_params), `execution` where it runs.
+    """
+    return train_job(
+        TrainJob.from_params(settings, estimator),
+        store,
+        normalisation,
+        TrainOutputs.from_mapping(outputs),
+        ExecutionSettings.from_config(execution, threads),
+    )
+
+
+def train_job(
     job: TrainJob,
     train_store: str | os.PathLike[str],
     normalisation: str | os.PathLike[str],
@@ -538,7 +269,6 @@ def train(
     )
     save(outputs.estimator, record)
     write_epochs(outputs.epochs, result.rows)
-    plot_losses(result.rows, result.best_epoch, job.name, outputs.loss_pdf, outputs.loss_png)
     if outputs.provenance is not None:
         from lenspipe import provenance
 
@@ -583,45 +313,6 @@ def write_epochs(path: str | os.PathLike[str], rows: Sequence[Sequence[float]]) 
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def plot_losses(
-    rows: Sequence[Sequence[float]],
-    best_epoch: int,
-    title: str,
-    pdf: str | os.PathLike[str],
-    png: str | os.PathLike[str],
-) -> None:
-    """Training and validation loss per epoch, best epoch marked; PDF and PNG with no timestamps (reproducible)."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from lenspipe.plots import save_figure
-
-    epochs = [int(r[0]) for r in rows]
-    style = {
-        "font.size": 8,
-        "axes.titlesize": 8,
-        "legend.fontsize": 7,
-        "pdf.fonttype": 42,
-        "svg.hashsalt": "lenspipe",
-    }
-    with matplotlib.rc_context(style):
-        fig = Figure(figsize=(3.4, 2.5), layout="constrained")
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        marker = "o" if len(rows) < 30 else None
-        ax.plot(epochs, [r[1] for r in rows], color="C0", marker=marker, ms=2.5, lw=1.2, label="training")
-        ax.plot(epochs, [r[2] for r in rows], color="C1", marker=marker, ms=2.5, lw=1.2, label="validation")
-        if best_epoch:
-            ax.axvline(best_epoch, color="0.4", ls=":", lw=1.0, label=f"best (epoch {best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(r"loss $-\log q(\theta \mid x)$")
-        ax.set_title(title)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.legend(frameon=False)
-        save_figure(fig, pdf, png)
-
-
 # --------------------------------------------------------------------------------------------------
 # Command line.
 
@@ -645,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         check_config(config)
         job = TrainJob.from_params(training_params(config, args.estimator), args.estimator)
-        train(
+        train_job(
             job,
             args.train_store,
             args.normalisation,

@@ -1,68 +1,75 @@
-# Shared pieces: config validation, output path patterns, input/param functions (wildcard constraints: Snakefile).
+# Shared pieces: config validation, every output path pattern, every input/param/resource function.
+# Rule files hold rules only; the config slices themselves come from lenspipe.rule_params (torch-free).
+# Wildcard constraints: Snakefile.
 import sys
 
-from snakemake.utils import validate
-
+from lenspipe import rule_params
+from lenspipe.compare import TABLE_FORMATS, TABLES
 from lenspipe.config import check_config, check_targets
 from lenspipe.errors import ConfigError
-from lenspipe.seeds import shard_seed
+from lenspipe.plots import FIGURES, FORMATS
 
-# One clear line and no traceback for a bad config, before any job starts.
+# Validated once (the schema, filling its defaults, then the cross-field rules): one clear line and no
+# traceback for a bad config, before any job starts.
 try:
     check_config(config, schema=workflow.source_path("../config/schema.yaml"))
     check_targets(sys.argv[1:], f"results/{config['run']}", config["estimators"])
 except ConfigError as exc:
     sys.stderr.write(f"lenspipe: {exc}\n")
     sys.exit(1)
-# Snakemake's own validation (the catalog's convention); passes once check_config has.
-validate(config, schema="../config/schema.yaml")
 
 RUN = config["run"]
 OUT = f"results/{RUN}"
 
 # Output path patterns, written once.
+LOG = f"{OUT}/logs/{{rule}}/{{name}}.log"
+BENCH = f"{OUT}/benchmarks/{{rule}}/{{name}}.tsv"
+# simulate
 SHARD = f"{OUT}/simulate/shard_{{shard}}.zarr"
 SHARD_YAML = f"{OUT}/simulate/shard_{{shard}}.deeplenstronomy.yaml"
 SHARD_PROVENANCE = f"{OUT}/simulate/shard_{{shard}}.provenance.json"
-SPLIT_PROVENANCE = f"{OUT}/split/provenance.json"
+# split
 TRAIN_STORE = f"{OUT}/split/train.zarr"
 TEST_STORE = f"{OUT}/split/test.zarr"
 NORMALISATION = f"{OUT}/split/normalisation.json"
-LOG = f"{OUT}/logs/{{rule}}/{{name}}.log"
-BENCH = f"{OUT}/benchmarks/{{rule}}/{{name}}.tsv"
+SPLIT_PROVENANCE = f"{OUT}/split/provenance.json"
+# train
+ESTIMATOR_FILE = f"{OUT}/train/{{estimator}}/estimator.pt"
+EPOCHS = f"{OUT}/train/{{estimator}}/epochs.csv"
+SUMMARY = f"{OUT}/train/{{estimator}}/summary.json"
+TRAIN_PROVENANCE = f"{OUT}/train/{{estimator}}/provenance.json"
+TRAINING_FILES = [ESTIMATOR_FILE, EPOCHS, SUMMARY, TRAIN_PROVENANCE]
+# sample
+SAMPLES = f"{OUT}/sample/{{estimator}}/samples.zarr"
+SAMPLE_TIMING = f"{OUT}/sample/{{estimator}}/timing.json"
+SAMPLE_PROVENANCE = f"{OUT}/sample/{{estimator}}/provenance.json"
+# evaluate
+METRICS_CSV = f"{OUT}/evaluate/{{estimator}}/metrics.csv"
+METRICS_JSON = f"{OUT}/evaluate/{{estimator}}/metrics.json"
+FIGURE = f"{OUT}/evaluate/{{estimator}}/figures/{{figure}}.{{ext}}"
+EVALUATE_PROVENANCE = f"{OUT}/evaluate/{{estimator}}/provenance.json"
+# compare
+COMPARE_TABLE = f"{OUT}/compare/{{table}}.{{ext}}"
+COMPARE_FIGURE = f"{OUT}/compare/comparison.{{ext}}"
+COMPARE_PROVENANCE = f"{OUT}/compare/provenance.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# Every rule: log and benchmark files.
 
 
 def log_path(rule, name="all"):
-    """Log file of one job."""
+    """Log file of one job (`name`: the job's wildcard, e.g. "{estimator}", or "all")."""
     return LOG.format(rule=rule, name=name)
 
 
 def bench_path(rule, name="all"):
-    """Benchmark file of one job."""
+    """Benchmark file of one job (`name` as for log_path)."""
     return BENCH.format(rule=rule, name=name)
 
 
-def shard_ids():
-    """Zero-padded shard indices of the config."""
-    return [f"{i:04d}" for i in range(config["simulation"]["n_shards"])]
-
-
-def shard_size(shard):
-    """Images in shard `shard`: n_images / n_shards, the remainder to the first shards."""
-    n, k = config["simulation"]["n_images"], config["simulation"]["n_shards"]
-    return n // k + (1 if int(shard) < n % k else 0)
-
-
-def simulate_params(wildcards):
-    """The slice of config a shard depends on (not the shard count: adding shards keeps old ones)."""
-    return {
-        "simulation": {k: v for k, v in config["simulation"].items() if k not in ("n_images", "n_shards")},
-        "priors": config["priors"],
-        "parameters": config["parameters"],
-        "shard": int(wildcards.shard),
-        "size": shard_size(wildcards.shard),
-        "seed": shard_seed(config["seed"], int(wildcards.shard)),
-    }
+# --------------------------------------------------------------------------------------------------
+# The default target.
 
 
 def estimator_names():
@@ -77,8 +84,130 @@ def get_final_output():
     return outputs
 
 
-def estimate_split_mem_mb():
-    """Memory of the split job: all images twice in float32, plus headroom."""
-    sim = config["simulation"]
-    image_bytes = 4 * len(sim["bands"]) * sim["num_pix"] ** 2
-    return int(2 * sim["n_images"] * image_bytes / 2**20) + 1024
+def final_training_outputs():
+    """Every estimator's training outputs."""
+    return expand(TRAINING_FILES, estimator=estimator_names())
+
+
+def final_evaluation_outputs():
+    """Everything evaluation builds: per-estimator samples, metrics and figures, and the comparison."""
+    estimators = estimator_names()
+    outputs = expand([SAMPLE_TIMING, METRICS_CSV, METRICS_JSON], estimator=estimators)
+    outputs += expand(FIGURE, estimator=estimators, figure=figure_names(), ext=FORMATS)
+    outputs += expand(COMPARE_TABLE, table=TABLES, ext=TABLE_FORMATS)
+    return outputs + expand(COMPARE_FIGURE, ext=FORMATS)
+
+
+# --------------------------------------------------------------------------------------------------
+# simulate, split
+
+
+def shard_ids():
+    """Zero-padded shard indices of the config."""
+    return rule_params.shard_ids(config)
+
+
+def simulate_params(wildcards):
+    """The slice of config a shard depends on (lenspipe.rule_params.simulate_params)."""
+    return rule_params.simulate_params(config, wildcards.shard)
+
+
+def split_mem_mb():
+    """Memory of the split job (lenspipe.rule_params.split_mem_mb)."""
+    return rule_params.split_mem_mb(config)
+
+
+# --------------------------------------------------------------------------------------------------
+# train
+
+
+def train_params(wildcards):
+    """The config slice one estimator's training depends on (lenspipe.rule_params.training_params)."""
+    return rule_params.training_params(config, wildcards.estimator)
+
+
+def execution_params():
+    """Where the training runs (device, GPU fallback); changing it retrains nothing."""
+    return rule_params.execution_params(config)
+
+
+def train_threads():
+    """Threads of a training job."""
+    return rule_params.train_threads(config)
+
+
+def train_mem_mb():
+    """Memory of a training job (lenspipe.rule_params.train_mem_mb)."""
+    return rule_params.train_mem_mb(config)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluate: figures and tables, shown in the report
+
+
+def figure_files(figure, caption):
+    """A figure's PDF (for the paper) and PNG (shown in the report), estimator left as a wildcard."""
+    pdf, png = expand(FIGURE, figure=figure, ext=FORMATS, allow_missing=True)
+    shown = report(
+        png,
+        caption=f"../report/{caption}.rst",
+        category="Estimators",
+        subcategory="{estimator}",
+        labels={"estimator": "{estimator}", "figure": figure},
+    )
+    return [pdf, shown]
+
+
+def figure_names():
+    """Every per-estimator figure: those of FIGURES and one corner plot per configured test image."""
+    return list(FIGURES) + [f"corner_{image}" for image in config["evaluation"]["corner_images"]]
+
+
+def evaluation_figures():
+    """Named figure outputs of the evaluate job, one per figure (corner plots share one caption)."""
+    return {name: figure_files(name, "corner" if name.startswith("corner_") else name) for name in figure_names()}
+
+
+def metrics_table():
+    """The per-estimator metrics CSV, shown in the report."""
+    return report(
+        METRICS_CSV,
+        caption="../report/metrics.rst",
+        category="Estimators",
+        subcategory="{estimator}",
+        labels={"estimator": "{estimator}", "figure": "metrics table"},
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# compare
+
+
+def comparison_tables():
+    """Every comparison table in every format; the CSVs are shown in the report, each with its caption."""
+    files = []
+    for table in TABLES:
+        for ext in TABLE_FORMATS:
+            path = COMPARE_TABLE.format(table=table, ext=ext)
+            if ext == "csv":
+                path = report(
+                    path,
+                    caption=f"../report/compare_{table}.rst",
+                    category="Comparison",
+                    subcategory="Tables",
+                    labels={"table": table},
+                )
+            files.append(path)
+    return files
+
+
+def comparison_figure():
+    """The comparison figure as PDF (paper) and PNG (report)."""
+    shown = report(
+        COMPARE_FIGURE.format(ext="png"),
+        caption="../report/comparison.rst",
+        category="Comparison",
+        subcategory="Figure",
+        labels={"figure": "comparison"},
+    )
+    return [COMPARE_FIGURE.format(ext="pdf"), shown]

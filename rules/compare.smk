@@ -1,5 +1,5 @@
 # Comparison across the config's estimators: the paper's tables and one figure (a new estimator adds a row).
-# Patterns and output functions: rules/evaluate_paths.smk.
+# Patterns and output functions: rules/common.smk.
 
 
 rule compare:

@@ -1,3 +1,6 @@
+# Simulation: one job per shard of lens images (deeplenstronomy), each a Zarr store with its YAML.
+
+
 rule simulate:
     output:
         store=directory(SHARD),

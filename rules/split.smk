@@ -1,3 +1,6 @@
+# Split: the shards into train and test stores, and the normalisation statistics of the training part.
+
+
 rule split:
     input:
         shards=expand(SHARD, shard=shard_ids()),
@@ -15,7 +18,7 @@ rule split:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=estimate_split_mem_mb(),
+        mem_mb=split_mem_mb(),
     conda:
         "../envs/lenspipe.yaml"
     script:

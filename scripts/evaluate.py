@@ -2,18 +2,16 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
-    from lenspipe.metrics import EvaluationOutputs, EvaluationSettings, evaluate
+with job(snakemake):  # stderr and logging to the job's log, errors as one line
+    from lenspipe.evaluate import evaluate
 
     evaluate(
-        snakemake.input.samples,  # noqa: F821
-        snakemake.input.test,  # noqa: F821
-        snakemake.input.epochs,  # noqa: F821
-        EvaluationOutputs.from_named(snakemake.output),  # noqa: F821
-        EvaluationSettings.from_params(
-            snakemake.params.sbc_samples,  # noqa: F821
-            snakemake.params.corner_images,  # noqa: F821
-            snakemake.params.seed,  # noqa: F821
-        ),
-        estimator=snakemake.wildcards.estimator,  # noqa: F821
+        samples=snakemake.input.samples,
+        test=snakemake.input.test,
+        epochs=snakemake.input.epochs,
+        outputs=dict(snakemake.output.items()),
+        sbc_samples=snakemake.params.sbc_samples,
+        corner_images=snakemake.params.corner_images,
+        seed=snakemake.params.seed,
+        estimator=snakemake.wildcards.estimator,
     )

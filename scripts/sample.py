@@ -2,19 +2,16 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
-    from lenspipe.sample import SampleSettings, sample_test_set
+with job(snakemake):  # stderr and logging to the job's log, errors as one line
+    from lenspipe.sample import sample
 
-    sample_test_set(
-        snakemake.input.estimator,  # noqa: F821
-        snakemake.input.test,  # noqa: F821
-        snakemake.output.samples,  # noqa: F821
-        snakemake.output.timing,  # noqa: F821
-        SampleSettings.from_params(
-            snakemake.params.num_samples,  # noqa: F821
-            snakemake.params.seed,  # noqa: F821
-            snakemake.wildcards.estimator,  # noqa: F821
-            threads=snakemake.threads,  # noqa: F821
-        ),
-        estimator=snakemake.wildcards.estimator,  # noqa: F821
+    sample(
+        estimator_path=snakemake.input.estimator,
+        test=snakemake.input.test,
+        samples=snakemake.output.samples,
+        timing=snakemake.output.timing,
+        num_samples=snakemake.params.num_samples,
+        seed=snakemake.params.seed,
+        estimator=snakemake.wildcards.estimator,
+        threads=snakemake.threads,
     )

@@ -2,7 +2,11 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
-    from lenspipe.simulate import run_shard
+with job(snakemake):  # stderr and logging to the job's log, errors as one line
+    from lenspipe.simulate import simulate
 
-    run_shard(snakemake.params.settings, store=snakemake.output.store, yaml_path=snakemake.output.yaml)  # noqa: F821
+    simulate(
+        params=snakemake.params.settings,
+        store=snakemake.output.store,
+        yaml_path=snakemake.output.yaml,
+    )

@@ -2,13 +2,14 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
-    from lenspipe.split import SplitSettings, split_shards
+with job(snakemake):  # stderr and logging to the job's log, errors as one line
+    from lenspipe.split import split
 
-    split_shards(
-        snakemake.input.shards,  # noqa: F821
-        snakemake.output.train,  # noqa: F821
-        snakemake.output.test,  # noqa: F821
-        snakemake.output.normalisation,  # noqa: F821
-        SplitSettings.from_params(snakemake.params.split, snakemake.params.seed),  # noqa: F821
+    split(
+        shards=snakemake.input.shards,
+        train=snakemake.output.train,
+        test=snakemake.output.test,
+        normalisation=snakemake.output.normalisation,
+        split=snakemake.params.split,
+        seed=snakemake.params.seed,
     )

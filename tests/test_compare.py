@@ -47,12 +47,12 @@ def _run(root: Path, estimators: list[str]) -> dict:
     out = root / "compare"
     tables = [out / f"{t}.{ext}" for t in compare.TABLES for ext in compare.TABLE_FORMATS]
     compare.compare(
-        estimators,
-        [f[0] for f in files],
-        [f[1] for f in files],
-        [f[2] for f in files],
-        tables,
-        [out / "comparison.pdf", out / "comparison.png"],
+        estimators=estimators,
+        metrics=[f[0] for f in files],
+        training=[f[1] for f in files],
+        sampling=[f[2] for f in files],
+        tables=tables,
+        figure=[out / "comparison.pdf", out / "comparison.png"],
     )
     return {t: pd.read_csv(out / f"{t}.csv") for t in compare.TABLES}
 
@@ -129,7 +129,14 @@ def test_missing_training_field_names_the_file(tmp_path: Path) -> None:
     metrics_json, summary, timing = _write_estimator(tmp_path, "maf", seed=0)
     summary.write_text(json.dumps({"epochs": 3}))
     with pytest.raises(DataError, match="maf.summary.json.*best_epoch"):
-        compare.compare(["maf"], [metrics_json], [summary], [timing], [], [])
+        compare.compare(
+            estimators=["maf"],
+            metrics=[metrics_json],
+            training=[summary],
+            sampling=[timing],
+            tables=[],
+            figure=[],
+        )
 
 
 def test_table_paths_must_name_a_table(tmp_path: Path) -> None:

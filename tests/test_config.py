@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from lenspipe.config import check_config, load_config
 from lenspipe.errors import ConfigError
@@ -91,6 +92,15 @@ BAD = [
     ),
     ("simulation.zero_points", {"g": "26.5"}, "simulation.zero_points.g: expected a number (got '26.5')"),
     ("simulation.exposures", 0, "simulation.exposures: expected a value >= 1 (got 0)"),
+    ("simulation.nonfinite", "ignore", "simulation.nonfinite: expected one of fail, drop (got 'ignore')"),
+    ("training.learning_rate", 0, "training.learning_rate: expected a value > 0 (got 0)"),
+    ("training.batch_size", 0, "training.batch_size: expected a value >= 1 (got 0)"),
+    ("training.validation_fraction", 1.0, "training.validation_fraction: expected a value < 1 (got 1.0)"),
+    ("training.max_epochs", 0, "training.max_epochs: expected a value >= 1 (got 0)"),
+    ("training.clip_max_norm", 1.0, "training.clip_max_norm: expected one of the known keys"),
+    ("embedding.features", 0, "embedding.features: expected a value >= 1 (got 0)"),
+    ("embedding.channels", [], "embedding.channels: expected at least 1 entries (got [])"),
+    ("evaluation.num_samples", 1, "evaluation.num_samples: expected a value >= 2 (got 1)"),
 ]
 
 
@@ -191,3 +201,77 @@ def test_each_study_is_one_command(tmp_path, study: str) -> None:
     assert f"results/{study}/compare/r2.csv" in out
     assert out.count("rule simulate:") == cfg["simulation"]["n_shards"]
     assert out.count("rule train:") == len(cfg["estimators"]) and not (work / "results").exists()
+
+
+def test_schema_fills_its_defaults_once(tiny_config: dict) -> None:
+    """check_config sets absent keys to the schema's defaults (what Snakemake's validate did)."""
+    del tiny_config["evaluation"]["sbc_samples"], tiny_config["training"]["threads"]
+    check_config(tiny_config)
+    assert tiny_config["evaluation"]["sbc_samples"] == 1000 and tiny_config["training"]["threads"] == 1
+
+
+def test_settings_agree_with_the_schema() -> None:
+    """Every Settings field read from the config is a schema key of its section, every key of a section is read,
+    a default in both is the same value, and the Settings' defaults pass the schema's bounds."""
+    import dataclasses
+
+    import jsonschema
+
+    from lenspipe.embedding import EmbeddingSettings
+    from lenspipe.metrics import EvaluationSettings
+    from lenspipe.sample import SampleSettings
+    from lenspipe.simulate import SimulationSettings
+    from lenspipe.split import SplitSettings
+    from lenspipe.train import ExecutionSettings
+    from lenspipe.trainer import TrainingSettings
+
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    # (Settings class, config section, fields that do not come from that section)
+    settings = [
+        (TrainingSettings, "training", set()),
+        (ExecutionSettings, "training", set()),
+        (EmbeddingSettings, "embedding", set()),
+        (SplitSettings, "split", {"seed"}),
+        (SampleSettings, "evaluation", {"seed", "device", "threads"}),
+        (EvaluationSettings, "evaluation", {"seed"}),
+        (SimulationSettings, "simulation", {"spec", "parameters", "shard", "size", "seed"}),
+    ]
+    # keys read by code outside the Settings classes (rules, the simulator spec, shard bookkeeping)
+    read_elsewhere = {
+        "simulation": {
+            "n_images",
+            "n_shards",
+            "survey",
+            "bands",
+            "num_pix",
+            "pixel_scale",
+            "sky_noise",
+            "zero_points",
+            "exposures",
+            "cosmology",
+            "lens",
+            "source",
+        },
+        "evaluation": {"corner_images"},
+    }
+    read: dict[str, set[str]] = {}
+    for cls, section, other in settings:
+        props = schema["properties"][section]["properties"]
+        for f in dataclasses.fields(cls):
+            if f.name in other:
+                continue
+            assert f.name in props, (
+                f"{cls.__name__}.{f.name}: no key {section}.{f.name} in config/schema.yaml"
+            )
+            read.setdefault(section, set()).add(f.name)
+            if f.default is dataclasses.MISSING:
+                continue
+            if "default" in props[f.name]:
+                assert f.default == props[f.name]["default"], (
+                    f"{cls.__name__}.{f.name} vs the schema's default"
+                )
+            value = list(f.default) if isinstance(f.default, tuple) else f.default
+            jsonschema.validate(value, props[f.name])  # a default outside the schema's bounds fails here
+    for section, keys in read.items():
+        unread = set(schema["properties"][section]["properties"]) - keys - read_elsewhere.get(section, set())
+        assert not unread, f"{section}: schema keys no Settings class reads: {sorted(unread)}"

@@ -170,7 +170,7 @@ def test_builder_works_with_plain_sbi_npe(tmp_path, monkeypatch: pytest.MonkeyPa
     """The builder is an sbi custom density estimator: NPE trains it, and its loss is NPE's first-round loss."""
     from sbi.inference import NPE
 
-    from lenspipe.train import NullTracker
+    from lenspipe.trainer import NullTracker
 
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lenspipe import metrics
+from lenspipe import evaluate, metrics
 from lenspipe.errors import ConfigError
 from lenspipe.plots import FIGURES
 from lenspipe.sample import SampleSettings, sample_test_set
@@ -60,10 +60,10 @@ def test_sbc_samples_above_num_samples_is_a_config_error() -> None:
         )
 
 
-def _outputs(root: Path, corner_images: tuple[int, ...]) -> metrics.EvaluationOutputs:
+def _outputs(root: Path, corner_images: tuple[int, ...]) -> evaluate.EvaluationOutputs:
     names = [*FIGURES, *(f"corner_{i}" for i in corner_images)]
     figures = {n: [str(root / f"{n}.pdf"), str(root / f"{n}.png")] for n in names}
-    return metrics.EvaluationOutputs(str(root / "metrics.csv"), str(root / "metrics.json"), figures)
+    return evaluate.EvaluationOutputs(str(root / "metrics.csv"), str(root / "metrics.json"), figures)
 
 
 @pytest.fixture
@@ -97,7 +97,9 @@ def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 def test_evaluate_writes_metrics_and_every_figure(stores: dict[str, Path], tmp_path: Path) -> None:
     out = _outputs(tmp_path / "eval", (0, 3))
     settings = metrics.EvaluationSettings.from_params(100, [0, 3], 20240601)
-    m = metrics.evaluate(stores["samples"], stores["test"], stores["epochs"], out, settings, estimator="toy")
+    m = evaluate.evaluate_samples(
+        stores["samples"], stores["test"], stores["epochs"], out, settings, estimator="toy"
+    )
     table = pd.read_csv(out.csv)
     assert table["parameter"].tolist() == [*BOX.names, "joint"]
     assert json.loads(Path(out.json).read_text())["per_parameter"] == m["per_parameter"]
@@ -110,4 +112,4 @@ def test_corner_image_beyond_the_test_set_is_a_config_error(stores: dict[str, Pa
     out = _outputs(tmp_path / "eval", (12,))
     settings = metrics.EvaluationSettings(sbc_samples=100, corner_images=(12,))
     with pytest.raises(ConfigError, match="evaluation.corner_images"):
-        metrics.evaluate(stores["samples"], stores["test"], stores["epochs"], out, settings)
+        evaluate.evaluate_samples(stores["samples"], stores["test"], stores["epochs"], out, settings)

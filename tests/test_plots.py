@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lenspipe import compare, metrics, plots
+from lenspipe import compare, evaluate, metrics, plots
 
 from .gaussian_toy import BOX, gaussian_toy
 
@@ -23,7 +23,7 @@ def _draw_all(root: Path, toy: dict) -> list[Path]:
     """Every per-estimator figure, the comparison figure and an SVG, into `root`."""
     settings = metrics.EvaluationSettings(sbc_samples=100, corner_images=(2,))
     figures = _figures(root, settings.corner_images)
-    metrics.write_figures(
+    evaluate.write_figures(
         toy["samples"], toy["theta"], toy["metrics"], toy["epochs"], figures, settings, "toy", BOX
     )
     long = compare.long_table(["a", "b_2"], {"a": toy["metrics"], "b_2": toy["metrics"]})

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from lenspipe.errors import DataError
-from lenspipe.split import SplitSettings, normalisation, split_shards
+from lenspipe.normalisation import Normalisation
+from lenspipe.split import SplitSettings, split_shards
 from lenspipe.store import open_store, write_store
 
 NAMES = ["sigma_v", "theta_E"]
@@ -84,7 +85,7 @@ def test_normalisation_uses_training_images_only(tmp_path: Path) -> None:
 
 def test_normalisation_rejects_constant_band() -> None:
     with pytest.raises(DataError, match="standard deviations must be finite and > 0"):
-        normalisation(np.ones((3, 2, 4, 4), np.float32), ["g", "r"])
+        Normalisation.from_images(np.ones((3, 2, 4, 4), np.float32), ["g", "r"])
 
 
 def test_damaged_shard_is_named_and_nothing_written(tmp_path: Path) -> None:

@@ -1,0 +1,85 @@
+"""Every rule's view of the config: the slice each job depends on (its params), shard sizes, memory estimates.
+
+rules/common.smk calls these while Snakemake parses the workflow, on every invocation: kept free of
+torch and sbi. A job's params are exactly what it depends on, so changing anything else reruns nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lenspipe.errors import ConfigError
+from lenspipe.seeds import shard_seed
+
+# Where and how fast a job trains, not what it trains: changing them must not retrain anything.
+EXECUTION_KEYS = ("device", "gpu_fallback", "threads")
+
+
+def shard_ids(config: Mapping[str, Any]) -> list[str]:
+    """Zero-padded shard indices of the config."""
+    return [f"{i:04d}" for i in range(config["simulation"]["n_shards"])]
+
+
+def shard_size(config: Mapping[str, Any], shard: str | int) -> int:
+    """Images in shard `shard`: n_images / n_shards, the remainder to the first shards."""
+    n, k = config["simulation"]["n_images"], config["simulation"]["n_shards"]
+    return n // k + (1 if int(shard) < n % k else 0)
+
+
+def simulate_params(config: Mapping[str, Any], shard: str | int) -> dict[str, Any]:
+    """The slice of config a shard depends on (not the shard count: adding shards keeps old ones)."""
+    return {
+        "simulation": {k: v for k, v in config["simulation"].items() if k not in ("n_images", "n_shards")},
+        "priors": config["priors"],
+        "parameters": config["parameters"],
+        "shard": int(shard),
+        "size": shard_size(config, shard),
+        "seed": shard_seed(config["seed"], int(shard)),
+    }
+
+
+def split_mem_mb(config: Mapping[str, Any]) -> int:
+    """Memory of the split job in MB: all images twice in float32, plus headroom."""
+    sim = config["simulation"]
+    image_bytes = 4 * len(sim["bands"]) * sim["num_pix"] ** 2
+    return int(2 * sim["n_images"] * image_bytes / 2**20) + 1024
+
+
+def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]:
+    """The config slice one estimator's training depends on (the train rule's params)."""
+    if estimator not in config["estimators"]:
+        raise ConfigError(f"estimators.{estimator}", "an estimator of the config", estimator)
+    sim = config["simulation"]
+    return {
+        "training": {k: v for k, v in config["training"].items() if k not in EXECUTION_KEYS},
+        "embedding": dict(config["embedding"]),
+        "estimator": dict(config["estimators"][estimator]),
+        "parameters": list(config["parameters"]),
+        "priors": {k: dict(v) for k, v in config["priors"].items()},
+        "cosmology": dict(sim["cosmology"]),
+        "bands": list(sim["bands"]),
+        "num_pix": int(sim["num_pix"]),
+        "seed": int(config["seed"]),
+    }
+
+
+def execution_params(config: Mapping[str, Any]) -> dict[str, str]:
+    """Where the training runs (device, GPU fallback): a params entry of its own, read by the job from params."""
+    training = config["training"]
+    return {
+        "device": str(training.get("device", "auto")),
+        "gpu_fallback": str(training.get("gpu_fallback", "warn")),
+    }
+
+
+def train_threads(config: Mapping[str, Any]) -> int:
+    """Threads of a training job."""
+    return config["training"].get("threads", 1)
+
+
+def train_mem_mb(config: Mapping[str, Any]) -> int:
+    """Memory of a training job in MB: the training images in float32, the networks, headroom."""
+    sim = config["simulation"]
+    image_bytes = 4 * len(sim["bands"]) * sim["num_pix"] ** 2
+    return int(1.2 * sim["n_images"] * image_bytes / 2**20) + 3072
