@@ -397,3 +397,29 @@ def parquet_safe(meta: pd.DataFrame) -> pd.DataFrame:
 def versions() -> dict[str, str]:
     """Installed deeplenstronomy and lenstronomy versions (deeplenstronomy.__version__ is wrong: 0.0.2.0)."""
     return {name: importlib_metadata.version(name) for name in ("deeplenstronomy", "lenstronomy")}
+
+
+def preset_zero_points(survey: str, bands: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """The magnitude zero point per band of a survey preset, as the simulation passes it to lenstronomy.
+
+    lenstronomy reads it as the magnitude of 1 count/s; deeplenstronomy's DELVE values are per exposure.
+    """
+    from deeplenstronomy import distributions
+
+    spec = survey_sections_for(survey)["magnitude_zero_point"]
+    value = spec["DISTRIBUTION"]["NAME"] if isinstance(spec, Mapping) else None
+    if value is None:
+        values = [float(spec)] * len(bands)
+    else:
+        values = [float(v) for v in getattr(distributions, value)(bands=",".join(bands))]
+    return dict(zip(bands, values, strict=True))
+
+
+def survey_sections_for(survey: str) -> dict[str, Any]:
+    """The SURVEY parameters of deeplenstronomy's preset `survey` (as make_dataset(survey=...) would add them)."""
+    from deeplenstronomy import surveys
+
+    preset = getattr(surveys, survey, None)
+    if preset is None or survey.startswith("_"):
+        raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
+    return yaml.safe_load(preset())["SURVEY"]["PARAMETERS"]
