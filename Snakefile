@@ -27,6 +27,7 @@ include: "rules/split.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
 include: "rules/compare.smk"
+include: "rules/infer.smk"
 
 
 rule all:

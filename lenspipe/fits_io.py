@@ -103,7 +103,29 @@ class Calibration:
     exposure_time_key: str | None = "EXPTIME"
     nanomaggies: bool = False
 
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> Calibration:
+        """From the config's `observed` section (a number applies to every band)."""
+
+        def per_band(value: Any) -> dict[str, float] | None:
+            if value is None:
+                return None
+            return (
+                {str(b): float(v) for b, v in value.items()}
+                if isinstance(value, Mapping)
+                else {"*": float(value)}
+            )
+
+        return cls(
+            zero_points=per_band(section.get("zero_points")),
+            exposure_times=per_band(section.get("exposure_times")),
+            zero_point_key=str(section.get("zero_point_key", "MAGZERO")),
+            exposure_time_key=section.get("exposure_time_key", "EXPTIME"),
+            nanomaggies=bool(section.get("nanomaggies", False)),
+        )
+
     def as_dict(self) -> dict[str, Any]:
+        """Plain types, for provenance."""
         return {
             "zero_points": dict(self.zero_points) if self.zero_points else None,
             "exposure_times": dict(self.exposure_times) if self.exposure_times else None,

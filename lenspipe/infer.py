@@ -350,7 +350,7 @@ def join_summaries(
         path = Path(folder) / "summary.csv"
         if not path.is_file():
             raise DataError(path, "no summary table (expected the infer rule's output)")
-        tables.append(pd.read_csv(path, keep_default_na=False, na_values=[""]))
+        tables.append(pd.read_csv(path, keep_default_na=False))
     table = pd.concat(tables, ignore_index=True)
     table["ood_flag"] = table["ood_flag"].astype(str).str.lower().eq("true")
     atomic.write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
@@ -358,10 +358,23 @@ def join_summaries(
     return table
 
 
-def settings_from_params(
-    num_samples: int, seed: int, fill_nonfinite: bool, device: str = "cpu"
-) -> InferSettings:
-    """The infer rule's settings from its params."""
-    return InferSettings(
-        num_samples=int(num_samples), seed=int(seed), fill_nonfinite=bool(fill_nonfinite), device=str(device)
+def infer_from_params(
+    estimator: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    threads: int = 1,
+) -> Any:
+    """The infer rule: `params` from lenspipe.infer_config.infer_params; the output folder is replaced."""
+    import torch
+
+    from lenspipe.provenance import plain
+
+    params = plain(params)
+    torch.set_num_threads(int(threads))
+    calibration = Calibration.from_config(params)
+    settings = InferSettings(
+        num_samples=int(params["num_samples"]),
+        seed=int(params["seed"]),
+        fill_nonfinite=bool(params["fill_nonfinite"]),
     )
+    return infer(estimator, params["images"], out, calibration=calibration, settings=settings, force=True)
