@@ -423,3 +423,37 @@ def survey_sections_for(survey: str) -> dict[str, Any]:
     if preset is None or survey.startswith("_"):
         raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
     return yaml.safe_load(preset())["SURVEY"]["PARAMETERS"]
+
+
+# lenstronomy's SingleBand settings (kwargs_single_band) among a survey preset's IMAGE and SURVEY parameters.
+SINGLE_BAND_KEYS = ("pixel_scale", "exposure_time", "magnitude_zero_point", "read_noise", "ccd_gain", "sky_brightness",
+                    "seeing", "num_exposures", "psf_type")
+
+
+def observing_conditions(survey: str, bands: tuple[str, ...] | list[str], seed: int) -> dict[str, dict[str, Any]]:
+    """One draw of a survey preset's per-band observing conditions, as lenstronomy's kwargs_single_band per band.
+
+    The preset's distributions draw with Python's `random`; its state is seeded here and restored afterwards.
+    """
+    from deeplenstronomy import distributions, surveys
+
+    preset = getattr(surveys, survey, None)
+    if preset is None or survey.startswith("_"):
+        raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
+    sections = yaml.safe_load(preset())
+    params = {**sections["IMAGE"]["PARAMETERS"], **sections["SURVEY"]["PARAMETERS"]}
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        out: dict[str, dict[str, Any]] = {b: {} for b in bands}
+        for key in SINGLE_BAND_KEYS:
+            value = params[key]
+            if isinstance(value, Mapping) and "DISTRIBUTION" in value:
+                draws = getattr(distributions, value["DISTRIBUTION"]["NAME"])(bands=",".join(bands))
+            else:
+                draws = [value] * len(bands)
+            for band, draw in zip(bands, draws, strict=True):
+                out[band][key] = draw
+    finally:
+        random.setstate(state)
+    return out

@@ -52,7 +52,9 @@ def fits_header(pixel_scale: float = SCALE, naxis: int = 2, **keys: object):  # 
     return header
 
 
-def write_fits(path: Path, data: np.ndarray, pixel_scale: float = SCALE, wcs: bool = True, **keys: object) -> Path:
+def write_fits(
+    path: Path, data: np.ndarray, pixel_scale: float = SCALE, wcs: bool = True, **keys: object
+) -> Path:
     """A FITS image (2-D, or a (bands, H, W) cube) with a WCS and header keywords."""
     from astropy.io import fits
 
@@ -63,11 +65,19 @@ def write_fits(path: Path, data: np.ndarray, pixel_scale: float = SCALE, wcs: bo
 
 def to_observed(image: np.ndarray, zero_point: float, exptime: float) -> np.ndarray:
     """Study-unit pixels (bands, H, W) as DECam-like counts over `exptime` s at `zero_point` (1 count/s)."""
-    return np.stack([image[b] / flux_scale(STUDY_ZP[band], zero_point, exptime) for b, band in enumerate(BANDS)])
+    return np.stack(
+        [image[b] / flux_scale(STUDY_ZP[band], zero_point, exptime) for b, band in enumerate(BANDS)]
+    )
 
 
-def write_per_band(folder: Path, name: str, pixels: np.ndarray, zero_point: float = 26.6, exptime: float = 90.0,
-                   **keys: object) -> str:
+def write_per_band(
+    folder: Path,
+    name: str,
+    pixels: np.ndarray,
+    zero_point: float = 26.6,
+    exptime: float = 90.0,
+    **keys: object,
+) -> str:
     """One FITS file per band (name_<band>.fits) in DECam-like units; returns the {band} pattern."""
     observed = to_observed(pixels, zero_point, exptime)
     for b, band in enumerate(BANDS):
@@ -75,10 +85,17 @@ def write_per_band(folder: Path, name: str, pixels: np.ndarray, zero_point: floa
     return str(folder / f"{name}_{{band}}.fits")
 
 
-def read(spec: str | dict | ImageSpec, num_pix: int = 32, calibration: Calibration | None = None,
-         fill: bool = False, bands: tuple[str, ...] = BANDS) -> np.ndarray:
+def read(
+    spec: str | dict | ImageSpec,
+    num_pix: int = 32,
+    calibration: Calibration | None = None,
+    fill: bool = False,
+    bands: tuple[str, ...] = BANDS,
+) -> np.ndarray:
     spec = spec if isinstance(spec, ImageSpec) else parse_image(spec, bands)
-    return read_observed(spec, bands, num_pix, SCALE, STUDY_ZP, calibration or Calibration(), fill=fill).pixels
+    return read_observed(
+        spec, bands, num_pix, SCALE, STUDY_ZP, calibration or Calibration(), fill=fill
+    ).pixels
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,7 +120,9 @@ def test_known_magnitude_comes_back_at_the_right_counts(tmp_path: Path) -> None:
         write_fits(tmp_path / f"src_{band}.fits", blob, MAGZERO=zp_obs, EXPTIME=t)
     pixels = read(str(tmp_path / "src_{band}.fits"))
     for b, band in enumerate(BANDS):
-        np.testing.assert_allclose(pixels[b].sum(dtype=np.float64), counts_per_second(m, STUDY_ZP[band]), rtol=1e-5)
+        np.testing.assert_allclose(
+            pixels[b].sum(dtype=np.float64), counts_per_second(m, STUDY_ZP[band]), rtol=1e-5
+        )
     # the same numbers given on the command line instead of read from the header
     given = Calibration(zero_points={"*": zp_obs}, exposure_times={"g": t, "r": t, "i": t})
     np.testing.assert_allclose(read(str(tmp_path / "src_{band}.fits"), calibration=given), pixels, rtol=1e-6)
@@ -113,12 +132,16 @@ def test_known_magnitude_comes_back_at_the_right_counts(tmp_path: Path) -> None:
     for band in BANDS:
         write_fits(tmp_path / f"nmgy_{band}.fits", nmgy)
     pixels = read(str(tmp_path / "nmgy_{band}.fits"), calibration=Calibration(nanomaggies=True))
-    np.testing.assert_allclose(pixels.sum(axis=(1, 2)), [counts_per_second(m, STUDY_ZP[b]) for b in BANDS], rtol=1e-5)
+    np.testing.assert_allclose(
+        pixels.sum(axis=(1, 2)), [counts_per_second(m, STUDY_ZP[b]) for b in BANDS], rtol=1e-5
+    )
     # a zero point that applies to the pixel values themselves: no exposure time keyword read
     for band in BANDS:
         write_fits(tmp_path / f"rate_{band}.fits", nmgy, MAGZERO=22.5)
     per_second = Calibration(exposure_time_key=None)
-    np.testing.assert_allclose(read(str(tmp_path / "rate_{band}.fits"), calibration=per_second), pixels, rtol=1e-6)
+    np.testing.assert_allclose(
+        read(str(tmp_path / "rate_{band}.fits"), calibration=per_second), pixels, rtol=1e-6
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Keyword name .MAGZERO_:astropy.io.fits.verify.VerifyWarning")
@@ -151,14 +174,17 @@ def test_parse_image_layouts() -> None:
     pairs = parse_image("g=x/l3-g.fits,r=x/l3-r.fits,i=x/l3-i.fits", BANDS)
     assert pairs.name == "l3" and pairs.files["r"] == Path("x/l3-r.fits")
     assert parse_image({"g": "a/l4_g.fits", "r": "a/l4_r.fits"}, BANDS).files == {
-        "g": Path("a/l4_g.fits"), "r": Path("a/l4_r.fits")}
+        "g": Path("a/l4_g.fits"),
+        "r": Path("a/l4_r.fits"),
+    }
 
 
 def test_cube_and_per_band_layouts_agree(tmp_path: Path) -> None:
     pixels = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32)
     pattern = write_per_band(tmp_path, "lens", pixels)
-    cube = write_fits(tmp_path / "cube.fits", to_observed(pixels, 26.6, 90.0), MAGZERO=26.6, EXPTIME=90.0,
-                      BANDS="g,r,i")
+    cube = write_fits(
+        tmp_path / "cube.fits", to_observed(pixels, 26.6, 90.0), MAGZERO=26.6, EXPTIME=90.0, BANDS="g,r,i"
+    )
     mapping = {b: str(tmp_path / f"lens_{b}.fits") for b in BANDS}
     a, b, c = read(pattern), read(str(cube)), read(mapping)
     np.testing.assert_allclose(a, pixels, rtol=1e-5, atol=1e-7)
@@ -167,19 +193,27 @@ def test_cube_and_per_band_layouts_agree(tmp_path: Path) -> None:
 
 
 def test_pixel_scale_checked_against_the_study(tmp_path: Path) -> None:
-    ok = write_fits(tmp_path / "ok.fits", np.ones((3, 32, 32)), pixel_scale=SCALE * 1.009, MAGZERO=26.0, EXPTIME=1.0)
+    ok = write_fits(
+        tmp_path / "ok.fits", np.ones((3, 32, 32)), pixel_scale=SCALE * 1.009, MAGZERO=26.0, EXPTIME=1.0
+    )
     read(str(ok))
     bad = write_fits(tmp_path / "bad.fits", np.ones((3, 32, 32)), pixel_scale=0.27, MAGZERO=26.0, EXPTIME=1.0)
-    with pytest.raises(DataError, match=r"bad\.fits: pixel scale 0\.2700 arcsec \(WCS\) differs from the study's 0\.2630"):
+    with pytest.raises(
+        DataError, match=r"bad\.fits: pixel scale 0\.2700 arcsec \(WCS\) differs from the study's 0\.2630"
+    ):
         read(str(bad))
     none = write_fits(tmp_path / "nowcs.fits", np.ones((3, 32, 32)), wcs=False, MAGZERO=26.0, EXPTIME=1.0)
     with pytest.raises(DataError, match=r"nowcs\.fits: no celestial WCS"):
         read(str(none))
 
 
-def test_small_image_refused_and_large_one_centre_cropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_small_image_refused_and_large_one_centre_cropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     small = write_fits(tmp_path / "small.fits", np.ones((3, 30, 32)), MAGZERO=26.0, EXPTIME=1.0)
-    with pytest.raises(DataError, match=r"small\.fits: image is 30x32 pixels, expected at least the study's 32x32"):
+    with pytest.raises(
+        DataError, match=r"small\.fits: image is 30x32 pixels, expected at least the study's 32x32"
+    ):
         read(str(small))
     big = np.arange(3 * 41 * 40, dtype=np.float32).reshape(3, 41, 40)
     path = write_fits(tmp_path / "big.fits", big, MAGZERO=STUDY_ZP["g"], EXPTIME=1.0)
@@ -193,7 +227,9 @@ def test_band_missing_or_extra(tmp_path: Path) -> None:
     pixels = np.ones((3, 32, 32), dtype=np.float32)
     write_per_band(tmp_path, "lens", pixels)
     files = {b: str(tmp_path / f"lens_{b}.fits") for b in BANDS}
-    with pytest.raises(DataError, match=r"lens_g\.fits: files for bands: missing i; the estimator expects bands g, r, i"):
+    with pytest.raises(
+        DataError, match=r"lens_g\.fits: files for bands: missing i; the estimator expects bands g, r, i"
+    ):
         read({b: files[b] for b in ("g", "r")})
     with pytest.raises(DataError, match="extra z; the estimator expects bands g, r, i"):
         read({**files, "z": files["g"]})
@@ -214,7 +250,9 @@ def test_nonfinite_pixels_refused_or_filled(tmp_path: Path) -> None:
     data[1, 20, 20] = np.inf
     path = write_fits(tmp_path / "holes.fits", data, MAGZERO=STUDY_ZP["g"], EXPTIME=1.0)
     cal = Calibration(zero_points=STUDY_ZP, exposure_times={"*": 1.0})
-    with pytest.raises(DataError, match=r"holes\.fits: band g: 6 NaN/inf pixels in the 32x32 cutout \(refused"):
+    with pytest.raises(
+        DataError, match=r"holes\.fits: band g: 6 NaN/inf pixels in the 32x32 cutout \(refused"
+    ):
         read(str(path), calibration=cal)
     pixels = read(str(path), calibration=cal, fill=True)
     assert np.isfinite(pixels).all()
@@ -234,7 +272,9 @@ def test_not_fits_or_no_image_hdu(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"notes\.fits: not a readable FITS file"):
         read(str(text))
     table = tmp_path / "table.fits"
-    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]).writeto(table)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])]
+    ).writeto(table)
     with pytest.raises(DataError, match=r"table\.fits: no image HDU"):
         read(str(table))
     # an image in an extension (empty primary, as DECam's) is found, keywords of both headers used
@@ -285,8 +325,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path]:
     config = copy.deepcopy(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
     study = make_study(root, config, n=48)
     images, theta = synthetic_lenses(48, study.box, 3, bands=3, num_pix=32)
-    write_store(study.store, images, theta, config["parameters"],
-                attrs={"bands": list(BANDS), "survey": "delve", "pixel_scale": SCALE, "sky_noise": "survey"})
+    write_store(
+        study.store,
+        images,
+        theta,
+        config["parameters"],
+        attrs={"bands": list(BANDS), "survey": "delve", "pixel_scale": SCALE, "sky_noise": "survey"},
+    )
     atomic.write_json(study.normalisation, normalisation(images, list(BANDS)))
     run_training(study, "maf", root / "train" / "maf")
     return study, root / "train" / "maf" / "estimator.pt"
@@ -296,8 +341,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Study, Path]:
 def test_record_holds_what_inference_needs(trained: tuple[Study, Path]) -> None:
     _, path = trained
     record = lp_posterior.load(path).record
-    assert record["observing"] == {"survey": "delve", "bands": ["g", "r", "i"], "pixel_scale": SCALE,
-                                   "sky_noise": "survey", "num_pix": 32}
+    assert record["observing"] == {
+        "survey": "delve",
+        "bands": ["g", "r", "i"],
+        "pixel_scale": SCALE,
+        "sky_noise": "survey",
+        "num_pix": 32,
+    }
     assert len(record["ood"]["mean"]) == 16 and record["ood"]["threshold"] > 0
 
 
@@ -324,19 +374,33 @@ def test_infer_outputs_and_determinism(trained: tuple[Study, Path], tmp_path: Pa
     np.testing.assert_allclose(samples, est.sample_images(converted, 300, seed=11), rtol=1e-5, atol=1e-5)
     # summary: one row per image and parameter, quantiles ordered, the OOD score and flag, the estimator
     csv = pd.read_csv(out / "summary.csv", keep_default_na=False)
-    assert len(csv) == 18 and set(csv["estimator"]) == {"maf"} and list(csv["image"][::6]) == ["lens0", "lens1", "lens2"]
-    assert (csv["p2.5"] <= csv["p16"]).all() and (csv["p16"] <= csv["median"]).all() and (csv["median"] <= csv["p84"]).all()
+    assert (
+        len(csv) == 18
+        and set(csv["estimator"]) == {"maf"}
+        and list(csv["image"][::6]) == ["lens0", "lens1", "lens2"]
+    )
+    assert (
+        (csv["p2.5"] <= csv["p16"]).all()
+        and (csv["p16"] <= csv["median"]).all()
+        and (csv["median"] <= csv["p84"]).all()
+    )
     assert (csv["p84"] <= csv["p97.5"]).all() and csv["ood_score"].notna().all() and "ood_flag" in csv
     np.testing.assert_allclose(csv["median"].to_numpy().reshape(3, 6), np.median(samples, axis=1), rtol=1e-5)
     pd.testing.assert_frame_equal(table.reset_index(drop=True), csv, check_dtype=False, atol=1e-5)
     assert (out / "summary.md").read_text().startswith("| image | estimator | parameter |")
     for name in ("lens0", "lens1", "lens2"):
-        assert (out / "corner" / f"{name}.pdf").stat().st_size > 1000 and (out / "corner" / f"{name}.png").exists()
+        assert (out / "corner" / f"{name}.pdf").stat().st_size > 1000 and (
+            out / "corner" / f"{name}.png"
+        ).exists()
     info = json.loads((out / "images.json").read_text())
     assert info[2]["bands"]["g"]["flux_scale"] == pytest.approx(flux_scale(STUDY_ZP["g"], 26.6, 90.0))
     assert info[0]["bands"]["r"]["calibration"] == "header" and info[0]["bands"]["r"]["zero_point"] == 26.6
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["rule"] == "infer" and prov["seeds"] == {"infer": 11} and len(prov["config"]["estimator_sha256"]) == 64
+    assert (
+        prov["rule"] == "infer"
+        and prov["seeds"] == {"infer": 11}
+        and len(prov["config"]["estimator_sha256"]) == 64
+    )
     # same seed, same samples; another seed, other samples
     infer(path, images, tmp_path / "again", settings=settings)
     again = zarr.open_group(str(tmp_path / "again" / "samples.zarr"), mode="r")["samples"][:]
@@ -347,11 +411,15 @@ def test_infer_outputs_and_determinism(trained: tuple[Study, Path], tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_out_of_distribution_image_is_flagged_and_still_inferred(trained: tuple[Study, Path], tmp_path: Path) -> None:
+def test_out_of_distribution_image_is_flagged_and_still_inferred(
+    trained: tuple[Study, Path], tmp_path: Path
+) -> None:
     study, path = trained
     normal = write_per_band(tmp_path, "normal", study.images[0])
     bright = write_per_band(tmp_path, "bright", study.images[0] * 300.0)
-    table = infer(path, [normal, bright], tmp_path / "out", settings=InferSettings(num_samples=50, corner=False))
+    table = infer(
+        path, [normal, bright], tmp_path / "out", settings=InferSettings(num_samples=50, corner=False)
+    )
     flags = table.groupby("image")["ood_flag"].first()
     scores = table.groupby("image")["ood_score"].first()
     assert flags["bright"] and scores["bright"] > scores["normal"]
@@ -386,7 +454,9 @@ def test_bad_input_leaves_nothing(trained: tuple[Study, Path], tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_estimator_without_observing_record_names_the_study(trained: tuple[Study, Path], tmp_path: Path) -> None:
+def test_estimator_without_observing_record_names_the_study(
+    trained: tuple[Study, Path], tmp_path: Path
+) -> None:
     study, path = trained
     record = torch.load(path, weights_only=True)
     del record["observing"]
@@ -394,8 +464,11 @@ def test_estimator_without_observing_record_names_the_study(trained: tuple[Study
     old.parent.mkdir(parents=True)
     torch.save(record, old)
     good = write_per_band(tmp_path, "good", study.images[0])
-    with pytest.raises(DataError, match=r"lacks survey, bands, pixel_scale, num_pix .*retrain it, study 'paper': "
-                                        r"snakemake -f .*results/paper/train/nsf/estimator\.pt"):
+    with pytest.raises(
+        DataError,
+        match=r"lacks survey, bands, pixel_scale, num_pix .*retrain it, study 'paper': "
+        r"snakemake -f .*results/paper/train/nsf/estimator\.pt",
+    ):
         infer(old, [good], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -404,16 +477,38 @@ def test_estimator_without_observing_record_names_the_study(trained: tuple[Study
 def test_command_line(trained: tuple[Study, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     study, path = trained
     pattern = write_per_band(tmp_path, "lens", study.images[0], zero_point=26.6, exptime=90.0)
-    args = ["infer", "--estimator", str(path), pattern, "--out", str(tmp_path / "out"), "--num-samples", "40",
-            "--seed", "5", "--no-corner"]
+    args = [
+        "infer",
+        "--estimator",
+        str(path),
+        pattern,
+        "--out",
+        str(tmp_path / "out"),
+        "--num-samples",
+        "40",
+        "--seed",
+        "5",
+        "--no-corner",
+    ]
     assert main(args) == 0
     assert (tmp_path / "out" / "summary.csv").exists()
     # the same numbers given as options (header keywords ignored) give the same samples
-    given = ["--zero-point", "26.6", "--exptime", "g=90,r=90,i=90", "--zero-point-key", "NOPE", "--exptime-key", "NOPE"]
+    given = [
+        "--zero-point",
+        "26.6",
+        "--exptime",
+        "g=90,r=90,i=90",
+        "--zero-point-key",
+        "NOPE",
+        "--exptime-key",
+        "NOPE",
+    ]
     assert main([*args[:4], "--out", str(tmp_path / "given"), *args[6:], *given]) == 0
     import zarr
 
-    a, b = (zarr.open_group(str(tmp_path / d / "samples.zarr"), mode="r")["samples"][:] for d in ("out", "given"))
+    a, b = (
+        zarr.open_group(str(tmp_path / d / "samples.zarr"), mode="r")["samples"][:] for d in ("out", "given")
+    )
     np.testing.assert_array_equal(a, b)
     capsys.readouterr()
     assert main(args) == 1  # the folder exists now
@@ -426,8 +521,9 @@ def test_command_line(trained: tuple[Study, Path], tmp_path: Path, capsys: pytes
 
 
 @pytest.mark.slow
-def test_infer_rule_joins_every_estimator_and_matches_the_command(finished_run: tuple[Path, Path],
-                                                                  tmp_path: Path) -> None:
+def test_infer_rule_joins_every_estimator_and_matches_the_command(
+    finished_run: tuple[Path, Path], tmp_path: Path
+) -> None:
     import zarr
 
     from lenspipe.store import open_store
@@ -445,14 +541,20 @@ def test_infer_rule_joins_every_estimator_and_matches_the_command(finished_run: 
     config["observed"] = {"images": ["observed/lens0_{band}.fits", "observed/lens1.fits"], "num_samples": 120}
     overlay = write_config(tmp_path / "observed.yaml", config)
     estimators = list(config["estimators"])
-    assert dry_run_jobs(work, overlay) == {"infer": sorted(f"estimator={e}" for e in estimators), "infer_join": [""]}
+    assert dry_run_jobs(work, overlay) == {
+        "infer": sorted(f"estimator={e}" for e in estimators),
+        "infer_join": [""],
+    }
     snakemake(["--cores", "2", "--configfile", str(overlay)], cwd=work)
     assert dry_run_jobs(work, overlay) == {} and dry_run_jobs(work, cfg) == {}
 
     out = work / "results/test/infer"
     joined = pd.read_csv(out / "summary.csv", keep_default_na=False)
     assert len(joined) == len(estimators) * 2 * 6 and list(dict.fromkeys(joined["estimator"])) == estimators
-    assert set(joined["image"]) == {"lens0", "lens1"} and "| image | estimator |" in (out / "summary.md").read_text()
+    assert (
+        set(joined["image"]) == {"lens0", "lens1"}
+        and "| image | estimator |" in (out / "summary.md").read_text()
+    )
     for est in estimators:
         assert (out / est / "corner" / "lens1.png").exists() and (out / est / "provenance.json").exists()
     info = json.loads((out / "nsf" / "images.json").read_text())
@@ -460,10 +562,26 @@ def test_infer_rule_joins_every_estimator_and_matches_the_command(finished_run: 
 
     # the command, with the config's seed, gives the rule's numbers
     images = [str(folder / "lens0_{band}.fits"), str(folder / "lens1.fits")]
-    args = ["infer", "--estimator", str(work / "results/test/train/nsf/estimator.pt"), *images, "--out",
-            str(tmp_path / "cli"), "--num-samples", "120", "--seed", str(config["seed"]), "--no-corner"]
+    args = [
+        "infer",
+        "--estimator",
+        str(work / "results/test/train/nsf/estimator.pt"),
+        *images,
+        "--out",
+        str(tmp_path / "cli"),
+        "--num-samples",
+        "120",
+        "--seed",
+        str(config["seed"]),
+        "--no-corner",
+    ]
     assert main(args) == 0
-    rule, command = (zarr.open_group(str(d / "samples.zarr"), mode="r")["samples"][:] for d in (out / "nsf", tmp_path / "cli"))
+    rule, command = (
+        zarr.open_group(str(d / "samples.zarr"), mode="r")["samples"][:]
+        for d in (out / "nsf", tmp_path / "cli")
+    )
     np.testing.assert_array_equal(rule, command)
-    pd.testing.assert_frame_equal(joined[joined["estimator"] == "nsf"].reset_index(drop=True),
-                                  pd.read_csv(tmp_path / "cli" / "summary.csv", keep_default_na=False))
+    pd.testing.assert_frame_equal(
+        joined[joined["estimator"] == "nsf"].reset_index(drop=True),
+        pd.read_csv(tmp_path / "cli" / "summary.csv", keep_default_na=False),
+    )
