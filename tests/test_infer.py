@@ -585,3 +585,40 @@ def test_infer_rule_joins_every_estimator_and_matches_the_command(
         joined[joined["estimator"] == "nsf"].reset_index(drop=True),
         pd.read_csv(tmp_path / "cli" / "summary.csv", keep_default_na=False),
     )
+
+
+def test_observed_config_section(tiny_config: dict) -> None:
+    from lenspipe.config import check_config
+    from lenspipe.errors import ConfigError
+    from lenspipe.infer_config import infer_params, observed_files
+
+    tiny_config["observed"] = {
+        "images": ["c/l1.fits", "c/l2_{band}.fits", {"g": "a.fits", "r": "b.fits", "i": "c.fits"}],
+        "zero_points": 26.6,
+        "exposure_time_key": None,
+    }
+    check_config(tiny_config)
+    assert observed_files(tiny_config) == [
+        "c/l1.fits",
+        "c/l2_g.fits",
+        "c/l2_r.fits",
+        "c/l2_i.fits",
+        "a.fits",
+        "b.fits",
+        "c.fits",
+    ]
+    params = infer_params(tiny_config)
+    assert (
+        params["num_samples"] == tiny_config["evaluation"]["num_samples"]
+        and params["seed"] == tiny_config["seed"]
+    )
+    cal = Calibration.from_config(params)
+    assert (
+        cal.zero_points == {"*": 26.6} and cal.exposure_time_key is None and cal.zero_point_key == "MAGZERO"
+    )
+    tiny_config["observed"] = {"images": []}
+    with pytest.raises(ConfigError, match="observed.images: expected at least 1 entries"):
+        check_config(tiny_config)
+    tiny_config["observed"] = {"images": ["a.fits"], "zero_point": 26.0}
+    with pytest.raises(ConfigError, match="observed.zero_point: expected one of the known keys"):
+        check_config(tiny_config)
