@@ -49,11 +49,19 @@ def resolve_device(requested: str = "auto", gpu_fallback: str = "warn") -> torch
             log.info("no usable CUDA GPU (%s): using the CPU", problem)
             device = torch.device("cpu")
         elif gpu_fallback == "fail":
-            raise ConfigError("training.device", "a usable CUDA GPU (training.gpu_fallback is fail)",
-                              f"{requested}: {problem}; CUDA_VISIBLE_DEVICES={visible}")
+            raise ConfigError(
+                "training.device",
+                "a usable CUDA GPU (training.gpu_fallback is fail)",
+                f"{requested}: {problem}; CUDA_VISIBLE_DEVICES={visible}",
+            )
         else:
-            log.warning("training.device is %s but no usable CUDA GPU (%s; CUDA_VISIBLE_DEVICES=%s): "
-                        "training on the CPU (training.gpu_fallback: warn)", requested, problem, visible)
+            log.warning(
+                "training.device is %s but no usable CUDA GPU (%s; CUDA_VISIBLE_DEVICES=%s): "
+                "training on the CPU (training.gpu_fallback: warn)",
+                requested,
+                problem,
+                visible,
+            )
             device = torch.device("cpu")
     log.info("device: %s", describe(device))
     return device

@@ -79,7 +79,9 @@ def planned_counts(work: Path, profile: Path) -> Counter:
 def sacct_jobs(cluster: Cluster, run_id: str) -> list[dict[str, str]]:
     """The SLURM jobs of one Snakemake run (sacct, allocations only, one dict per job)."""
     fields = ["JobID", "JobName", "State", "Partition", "Account", "AllocTRES", "Comment"]
-    out = cluster.run("sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_id, "-o", ",".join(fields)).stdout
+    out = cluster.run(
+        "sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_id, "-o", ",".join(fields)
+    ).stdout
     return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line.strip()]
 
 
@@ -104,7 +106,11 @@ def test_tiny_study_on_slurm(cluster: Cluster, tmp_path: Path) -> None:
     work = copy_workflow(tmp_path / "work")
     profile = write_profile(tmp_path / "profile")
     site = yaml.safe_load((profile / "config.yaml").read_text())["__variables__"]
-    assert (site["account"], site["cpu_partition"], site["gpu_partition"]) == (ACCOUNT, CPU_PARTITION, GPU_PARTITION)
+    assert (site["account"], site["cpu_partition"], site["gpu_partition"]) == (
+        ACCOUNT,
+        CPU_PARTITION,
+        GPU_PARTITION,
+    )
     planned = planned_counts(work, profile)
     estimators = list(yaml.safe_load((work / "config" / "test.yaml").read_text())["estimators"])
     assert planned["train"] == len(estimators), planned
@@ -124,8 +130,12 @@ def test_tiny_study_on_slurm(cluster: Cluster, tmp_path: Path) -> None:
     found = re.search(r"SLURM run ID: (\S+)", text)
     run_id = found.group(1) if found else None
     if proc.returncode in (124, 137):
-        pytest.fail(f"the SLURM run was killed after {RUN_LIMIT_S} s\n" + diagnostics(work, log, cluster, run_id))
-    assert proc.returncode == 0, f"snakemake failed ({proc.returncode})\n" + diagnostics(work, log, cluster, run_id)
+        pytest.fail(
+            f"the SLURM run was killed after {RUN_LIMIT_S} s\n" + diagnostics(work, log, cluster, run_id)
+        )
+    assert proc.returncode == 0, f"snakemake failed ({proc.returncode})\n" + diagnostics(
+        work, log, cluster, run_id
+    )
     assert run_id, "no SLURM run ID in the log: did the slurm executor run at all?"
     print(f"SLURM run of the tiny study: {elapsed:.0f} s")
 
@@ -150,7 +160,9 @@ def test_tiny_study_on_slurm(cluster: Cluster, tmp_path: Path) -> None:
     train_logs = sorted((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
     assert len(train_logs) == len(estimators), train_logs
     for path in train_logs:
-        assert re.search(r"'CUDA_VISIBLE_DEVICES': '\d", path.read_text()), f"no CUDA_VISIBLE_DEVICES in {path}"
+        assert re.search(r"'CUDA_VISIBLE_DEVICES': '\d", path.read_text()), (
+            f"no CUDA_VISIBLE_DEVICES in {path}"
+        )
 
     # The study is complete: a local dry run finds nothing left to do.
     check = snakemake(["-n", "--configfile", "config/test.yaml"], cwd=work)
