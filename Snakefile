@@ -28,6 +28,7 @@ include: "rules/train.smk"
 include: "rules/sample.smk"
 include: "rules/evaluate.smk"
 include: "rules/compare.smk"
+include: "rules/infer.smk"
 
 
 rule all:

@@ -652,3 +652,74 @@ def parquet_safe(meta: pd.DataFrame) -> pd.DataFrame:
 def versions() -> dict[str, str]:
     """Installed deeplenstronomy and lenstronomy versions (deeplenstronomy.__version__ is wrong: 0.0.2.0)."""
     return {name: importlib_metadata.version(name) for name in ("deeplenstronomy", "lenstronomy")}
+
+
+def preset_zero_points(survey: str, bands: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """The magnitude zero point per band of a survey preset, as the simulation passes it to lenstronomy.
+
+    lenstronomy reads it as the magnitude of 1 count/s; deeplenstronomy's DELVE values are per exposure.
+    """
+    from deeplenstronomy import distributions
+
+    spec = survey_sections_for(survey)["magnitude_zero_point"]
+    value = spec["DISTRIBUTION"]["NAME"] if isinstance(spec, Mapping) else None
+    if value is None:
+        values = [float(spec)] * len(bands)
+    else:
+        values = [float(v) for v in getattr(distributions, value)(bands=",".join(bands))]
+    return dict(zip(bands, values, strict=True))
+
+
+def survey_sections_for(survey: str) -> dict[str, Any]:
+    """The SURVEY parameters of deeplenstronomy's preset `survey` (as make_dataset(survey=...) would add them)."""
+    from deeplenstronomy import surveys
+
+    preset = getattr(surveys, survey, None)
+    if preset is None or survey.startswith("_"):
+        raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
+    return yaml.safe_load(preset())["SURVEY"]["PARAMETERS"]
+
+
+# lenstronomy's SingleBand settings (kwargs_single_band) among a survey preset's IMAGE and SURVEY parameters.
+SINGLE_BAND_KEYS = (
+    "pixel_scale",
+    "exposure_time",
+    "magnitude_zero_point",
+    "read_noise",
+    "ccd_gain",
+    "sky_brightness",
+    "seeing",
+    "num_exposures",
+    "psf_type",
+)
+
+
+def observing_conditions(
+    survey: str, bands: tuple[str, ...] | list[str], seed: int
+) -> dict[str, dict[str, Any]]:
+    """One draw of a survey preset's per-band observing conditions, as lenstronomy's kwargs_single_band per band.
+
+    The preset's distributions draw with Python's `random`; its state is seeded here and restored afterwards.
+    """
+    from deeplenstronomy import distributions, surveys
+
+    preset = getattr(surveys, survey, None)
+    if preset is None or survey.startswith("_"):
+        raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
+    sections = yaml.safe_load(preset())
+    params = {**sections["IMAGE"]["PARAMETERS"], **sections["SURVEY"]["PARAMETERS"]}
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        out: dict[str, dict[str, Any]] = {b: {} for b in bands}
+        for key in SINGLE_BAND_KEYS:
+            value = params[key]
+            if isinstance(value, Mapping) and "DISTRIBUTION" in value:
+                draws = getattr(distributions, value["DISTRIBUTION"]["NAME"])(bands=",".join(bands))
+            else:
+                draws = [value] * len(bands)
+            for band, draw in zip(bands, draws, strict=True):
+                out[band][key] = draw
+    finally:
+        random.setstate(state)
+    return out

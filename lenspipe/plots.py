@@ -121,12 +121,12 @@ def _grid(n: int, ncols: int = 3, panel: float = 2.4) -> tuple[Any, np.ndarray]:
 
 def corner_plot(
     samples: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     names: Sequence[str],
     title: str,
     paths: Sequence[str | os.PathLike[str]],
 ) -> None:
-    """Corner plot of one image's posterior samples (S, P) with the true values marked."""
+    """Corner plot of one image's posterior samples (S, P) with the true values marked (if known)."""
     import corner
 
     table = params_table.get(list(names))
@@ -139,7 +139,7 @@ def corner_plot(
             ),  # 30 bins for 5,000 samples, fewer for fewer
             smooth=1.0,
             labels=[p.axis_label for p in table],
-            truths=np.asarray(truth, dtype=np.float64),
+            truths=None if truth is None else np.asarray(truth, dtype=np.float64),
             truth_color="#d62728",
             quantiles=[0.16, 0.5, 0.84],
             show_titles=True,

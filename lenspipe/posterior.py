@@ -141,6 +141,9 @@ class TrainedEstimator:
         self.image_shape: tuple[int, ...] = tuple(int(s) for s in record["image_shape"])
         self.normalisation: dict[str, Any] = dict(record["normalisation"])
         self.training: dict[str, Any] = dict(record.get("training", {}))
+        self.record: dict[str, Any] = {
+            k: v for k, v in record.items() if k != "state_dict"
+        }  # without the weights
         self.estimator = estimator
         self.device = device
         self._noise_ok = estimator.supports_noise()

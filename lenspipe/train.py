@@ -267,6 +267,7 @@ def train_job(
         data.image_shape,
         {k: summary[k] for k in ("epochs", "best_epoch", "best_val_loss", "stopped", "seed")},
     )
+    record.update(inference_record(estimator, data, train_store))
     save(outputs.estimator, record)
     write_epochs(outputs.epochs, result.rows)
     if outputs.provenance is not None:
@@ -282,6 +283,23 @@ def train_job(
     outputs.checkpoint.unlink(missing_ok=True)  # finished: nothing to resume
     log.info("%s: wrote %s", job.name, outputs.estimator)
     return summary
+
+
+def inference_record(estimator: Any, data: Any, train_store: str | os.PathLike[str]) -> dict:
+    """What inference on observed images needs (lenspipe.infer): the training images' observing conditions
+    (survey, bands, pixel scale, noise, zero points, exposures) and the OOD reference of their embeddings
+    (lenspipe.ood), fitted on the training pairs, thresholded on validation."""
+    from lenspipe.flux import OBSERVING_KEY
+    from lenspipe.ood import OODReference, embeddings
+    from lenspipe.store import open_store
+
+    attrs = open_store(train_store, verify=False).attrs
+    keys = ("survey", "bands", "pixel_scale", "sky_noise", "zero_points", "exposures")
+    observing = {k: attrs[k] for k in keys if k in attrs}
+    observing["num_pix"] = int(data.image_shape[-1])
+    train = embeddings(estimator, data.images, data.train_index)
+    ood = OODReference.fit(train, embeddings(estimator, data.images, data.validation_index))
+    return {OBSERVING_KEY: observing, "ood": ood.as_dict()}
 
 
 def fingerprint(job: TrainJob, train_store: str | os.PathLike[str], norm: Normalisation) -> str:

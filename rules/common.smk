@@ -80,7 +80,7 @@ def estimator_names():
 def get_final_output():
     """Every final output of the study (the inputs of the default target)."""
     outputs = [TRAIN_STORE, TEST_STORE, NORMALISATION]
-    outputs += final_training_outputs() + final_evaluation_outputs()
+    outputs += final_training_outputs() + final_evaluation_outputs() + final_infer_outputs()
     return outputs
 
 
