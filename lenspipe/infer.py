@@ -346,7 +346,7 @@ def infer(
     threads: int = 1,
 ) -> Any:
     """The infer rule: one estimator infers the config's observed images (`settings`: the rule's params,
-    lenspipe.infer_config.infer_params); the output folder is replaced."""
+    lenspipe.rule_params.infer_params); the output folder is replaced."""
     import torch
 
     from lenspipe.provenance import plain

@@ -593,7 +593,7 @@ def test_infer_rule_joins_every_estimator_and_matches_the_command(
 def test_observed_config_section(tiny_config: dict) -> None:
     from lenspipe.config import check_config
     from lenspipe.errors import ConfigError
-    from lenspipe.infer_config import infer_params, observed_files
+    from lenspipe.rule_params import has_observed, infer_params, observed_files
 
     tiny_config["observed"] = {
         "images": ["c/l1.fits", "c/l2_{band}.fits", {"g": "a.fits", "r": "b.fits", "i": "c.fits"}],
@@ -619,6 +619,12 @@ def test_observed_config_section(tiny_config: dict) -> None:
     assert (
         cal.zero_points == {"*": 26.6} and cal.exposure_time_key is None and cal.zero_point_key == "MAGZERO"
     )
+    # without the section: no infer target can be built, and each function says so
+    del tiny_config["observed"]
+    assert not has_observed(tiny_config)
+    for function in (infer_params, observed_files):
+        with pytest.raises(ConfigError, match=r"^config error: observed: expected an `observed` section"):
+            function(tiny_config)
     tiny_config["observed"] = {"images": []}
     with pytest.raises(ConfigError, match="observed.images: expected at least 1 entries"):
         check_config(tiny_config)
