@@ -13,7 +13,9 @@ from lenspipe.plots import FIGURES, FORMATS
 # traceback for a bad config, before any job starts.
 try:
     check_config(config, schema=workflow.source_path("../config/schema.yaml"))
-    check_targets(sys.argv[1:], f"results/{config['run']}", config["estimators"])
+    check_targets(
+        sys.argv[1:], f"results/{config['run']}", config["estimators"], observed=rule_params.has_observed(config)
+    )
 except ConfigError as exc:
     sys.stderr.write(f"lenspipe: {exc}\n")
     sys.exit(1)
