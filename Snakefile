@@ -29,6 +29,7 @@ include: "rules/sample.smk"
 include: "rules/evaluate.smk"
 include: "rules/compare.smk"
 include: "rules/infer.smk"
+include: "rules/infer_join.smk"
 
 
 rule all:

@@ -7,7 +7,7 @@ brightness, as the study's `sky_noise: survey`), and fluxes at the study's zero 
 study_zero_points, the function the inference uses). The images are then written as FITS in DECam-like units:
 electrons in the exposure, MAGZERO the zero point of 1 e-/s (g 26.58, r 26.78, i 26.75, as DES; 26.5 otherwise),
 EXPTIME, a TAN WCS at the study's pixel scale, and 6 pixels wider than the study's images (so they are
-centre-cropped). `lenspipe.infer.infer` (what `lenspipe infer` runs) reads them back and samples the posteriors.
+centre-cropped). `lenspipe.infer.infer_images` (what `lenspipe infer` runs) reads them back and samples the posteriors.
 
 Printed and written to OUT/recovery.{csv,md,json}: per parameter, the fraction of true values inside the central
 68% and 95% intervals, the median's bias and mean |median - truth| / prior width, R^2 of the medians, and the
@@ -191,7 +191,7 @@ def run(config_path: str, estimator: str, n: int, out: str, seed: int, num_sampl
     from lenspipe import atomic, posterior
     from lenspipe.deeplens import observing_conditions
     from lenspipe.flux import study_zero_points
-    from lenspipe.infer import InferSettings, infer, markdown
+    from lenspipe.infer import InferSettings, infer_images, markdown
     from lenspipe.plots import predicted_vs_true
     from lenspipe.seeds import derive_seed
 
@@ -230,7 +230,7 @@ def run(config_path: str, estimator: str, n: int, out: str, seed: int, num_sampl
     atomic.write_json(out_dir / "truths.json", lenses)
 
     start = time.perf_counter()
-    summary = infer(
+    summary = infer_images(
         estimator,
         patterns,
         out_dir / "infer",

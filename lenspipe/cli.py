@@ -92,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
 def run_infer(args: argparse.Namespace) -> None:
     """`lenspipe infer`: the arguments as lenspipe.infer settings."""
     from lenspipe.fits_io import Calibration
-    from lenspipe.infer import InferSettings, infer
+    from lenspipe.infer import InferSettings, infer_images
 
     if args.nanomaggies and (args.zero_point or args.exptime):
         raise ConfigError("--nanomaggies", "no --zero-point or --exptime with it (nanomaggies fix both)")
@@ -111,7 +111,9 @@ def run_infer(args: argparse.Namespace) -> None:
         device=args.device,
         corner=not args.no_corner,
     )
-    infer(args.estimator, args.images, args.out, calibration=calibration, settings=settings, force=args.force)
+    infer_images(
+        args.estimator, args.images, args.out, calibration=calibration, settings=settings, force=args.force
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -210,17 +210,26 @@ def check_noise_settings(simulation: Mapping[str, Any], priors: Mapping[str, Any
     deeplens.check_noise_variance(deeplens.SimulatorSpec.from_config(simulation, priors))
 
 
-def check_targets(targets: Iterable[str], out: str, estimators: Iterable[str]) -> None:
-    """Paths on the command line (targets) that name an estimator the config does not have."""
+def check_targets(targets: Iterable[str], out: str, estimators: Iterable[str], observed: bool = True) -> None:
+    """Paths on the command line (targets) the config cannot build: one that names an estimator the config does not
+    have (train, sample, evaluate, infer), or an infer output when the config has no `observed` section."""
     known = list(estimators)
-    pattern = re.compile(rf"^{re.escape(out)}/(?:train|sample|evaluate)/([^/]+)/")
+    # an infer folder is results/<run>/infer/<estimator> (the Snakefile's constraint on {estimator}), no slash needed
+    per_estimator = re.compile(
+        rf"^{re.escape(out)}/(?:(?:train|sample|evaluate)/([^/]+)/|infer/([A-Za-z0-9_]+)(?:/|$))"
+    )
     for target in targets:
-        match = pattern.match(str(target))
-        if match and match.group(1) not in known:
+        target = str(target)
+        if not observed and target.startswith(f"{out}/infer/"):
             raise ConfigError(
-                "estimators",
-                f"an estimator of the config ({', '.join(known)}) in target {target}",
-                match.group(1),
+                "observed",
+                f"an `observed` section (observed.images: the FITS images to infer) for target {target}",
+            )
+        match = per_estimator.match(target)
+        name = match and (match.group(1) or match.group(2))
+        if name and name not in known:
+            raise ConfigError(
+                "estimators", f"an estimator of the config ({', '.join(known)}) in target {target}", name
             )
 
 

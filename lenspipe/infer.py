@@ -1,10 +1,11 @@
 """Inference on observed images: FITS cutouts in, posterior samples, a summary table and corner plots out.
 
-    infer(estimator_path, images, out, calibration, settings, force=False)
+    infer_images(estimator_path, images, out, calibration, settings, force=False)
 
-reads every image (lenspipe.fits_io: checks, crop, flux units via lenspipe.flux), scores how far each lies from the
-training images (lenspipe.ood), draws posterior samples with the trained estimator (image i's noise seeded from
-(seed, i), as in the sample rule) and writes, atomically, the folder `out`:
+(what `lenspipe infer` runs; `infer`, the infer rule's stage function, calls it with the config's params) reads every
+image (lenspipe.fits_io: checks, crop, flux units via lenspipe.flux), scores how far each lies from the training
+images (lenspipe.ood), draws posterior samples with the trained estimator (image i's noise seeded from (seed, i), as
+in the sample rule) and writes, atomically, the folder `out`:
 
     samples.zarr    samples (n_images, num_samples, n_params) float32, inside the prior box; attrs image_names...
     summary.csv/md  one row per image and parameter: median, 16th/84th and 2.5th/97.5th percentiles, OOD score/flag
@@ -122,7 +123,7 @@ def check_out(out: Path, force: bool) -> None:
         )
 
 
-def infer(
+def infer_images(
     estimator_path: str | os.PathLike[str],
     images: Sequence[str | Mapping[str, str] | ImageSpec],
     out: str | os.PathLike[str],
@@ -337,44 +338,30 @@ def sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def join_summaries(
-    folders: Sequence[str | os.PathLike[str]],
-    csv_path: str | os.PathLike[str],
-    md_path: str | os.PathLike[str],
-) -> Any:
-    """The infer rule's per-estimator summary tables joined into one (CSV and Markdown)."""
-    import pandas as pd
-
-    tables = []
-    for folder in folders:
-        path = Path(folder) / "summary.csv"
-        if not path.is_file():
-            raise DataError(path, "no summary table (expected the infer rule's output)")
-        tables.append(pd.read_csv(path, keep_default_na=False))
-    table = pd.concat(tables, ignore_index=True)
-    table["ood_flag"] = table["ood_flag"].astype(str).str.lower().eq("true")
-    atomic.write_text(csv_path, table.to_csv(index=False, float_format="%.6g"))
-    atomic.write_text(md_path, markdown(table))
-    return table
-
-
-def infer_from_params(
+def infer(
+    *,
     estimator: str | os.PathLike[str],
     out: str | os.PathLike[str],
-    params: Mapping[str, Any],
+    settings: Mapping[str, Any],
     threads: int = 1,
 ) -> Any:
-    """The infer rule: `params` from lenspipe.infer_config.infer_params; the output folder is replaced."""
+    """The infer rule: one estimator infers the config's observed images (`settings`: the rule's params,
+    lenspipe.rule_params.infer_params); the output folder is replaced."""
     import torch
 
     from lenspipe.provenance import plain
 
-    params = plain(params)
+    params = plain(settings)
     torch.set_num_threads(int(threads))
-    calibration = Calibration.from_config(params)
-    settings = InferSettings(
-        num_samples=int(params["num_samples"]),
-        seed=int(params["seed"]),
-        fill_nonfinite=bool(params["fill_nonfinite"]),
+    return infer_images(
+        estimator,
+        params["images"],
+        out,
+        calibration=Calibration.from_config(params),
+        settings=InferSettings(
+            num_samples=int(params["num_samples"]),
+            seed=int(params["seed"]),
+            fill_nonfinite=bool(params["fill_nonfinite"]),
+        ),
+        force=True,
     )
-    return infer(estimator, params["images"], out, calibration=calibration, settings=settings, force=True)

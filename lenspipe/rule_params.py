@@ -1,7 +1,8 @@
-"""Every rule's view of the config: the slice each job depends on (its params), shard sizes, memory estimates.
+"""Every rule's view of the config: the slice each job depends on (its params), shard sizes, memory estimates,
+the optional `observed` section's images.
 
 rules/common.smk calls these while Snakemake parses the workflow, on every invocation: kept free of
-torch and sbi. A job's params are exactly what it depends on, so changing anything else reruns nothing.
+torch, sbi and astropy. A job's params are exactly what it depends on, so changing anything else reruns nothing.
 """
 
 from __future__ import annotations
@@ -83,3 +84,55 @@ def train_mem_mb(config: Mapping[str, Any]) -> int:
     sim = config["simulation"]
     image_bytes = 4 * len(sim["bands"]) * sim["num_pix"] ** 2
     return int(1.2 * sim["n_images"] * image_bytes / 2**20) + 3072
+
+
+# --------------------------------------------------------------------------------------------------
+# infer, infer_join: the optional `observed` section (observed FITS images inferred by every estimator).
+
+# Keys of `observed` that shape the results besides the images (calibration, NaN filling), with their defaults.
+OBSERVED_DEFAULTS: dict[str, Any] = {
+    "zero_points": None,
+    "exposure_times": None,
+    "zero_point_key": "MAGZERO",
+    "exposure_time_key": "EXPTIME",
+    "nanomaggies": False,
+    "fill_nonfinite": False,
+}
+
+
+def has_observed(config: Mapping[str, Any]) -> bool:
+    """Whether the config asks for inference on observed images (an `observed` section)."""
+    return bool(config.get("observed"))
+
+
+def observed(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The `observed` section; a config without it cannot build an infer target."""
+    if not has_observed(config):
+        raise ConfigError(
+            "observed",
+            "an `observed` section (observed.images: the FITS images to infer) for the infer targets",
+        )
+    return config["observed"]
+
+
+def infer_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The infer rule's params: the images, their calibration, samples per image and the seed."""
+    section = observed(config)
+    return {
+        "images": [dict(i) if isinstance(i, Mapping) else str(i) for i in section["images"]],
+        **{k: section.get(k, v) for k, v in OBSERVED_DEFAULTS.items()},
+        "num_samples": int(section.get("num_samples", config["evaluation"]["num_samples"])),
+        "seed": int(config["seed"]),
+    }
+
+
+def observed_files(config: Mapping[str, Any]) -> list[str]:
+    """Every FITS file the observed images are read from ({band} patterns expanded with the study's bands)."""
+    from lenspipe.fits_io import parse_image  # numpy only: astropy is imported when a file is read
+
+    section = observed(config)
+    bands = config["simulation"]["bands"]
+    files: list[str] = []
+    for entry in section["images"]:
+        files += [str(p) for p in parse_image(entry, bands).paths()]
+    return list(dict.fromkeys(files))

@@ -13,7 +13,9 @@ from lenspipe.plots import FIGURES, FORMATS
 # traceback for a bad config, before any job starts.
 try:
     check_config(config, schema=workflow.source_path("../config/schema.yaml"))
-    check_targets(sys.argv[1:], f"results/{config['run']}", config["estimators"])
+    check_targets(
+        sys.argv[1:], f"results/{config['run']}", config["estimators"], observed=rule_params.has_observed(config)
+    )
 except ConfigError as exc:
     sys.stderr.write(f"lenspipe: {exc}\n")
     sys.exit(1)
@@ -52,6 +54,11 @@ EVALUATE_PROVENANCE = f"{OUT}/evaluate/{{estimator}}/provenance.json"
 COMPARE_TABLE = f"{OUT}/compare/{{table}}.{{ext}}"
 COMPARE_FIGURE = f"{OUT}/compare/comparison.{{ext}}"
 COMPARE_PROVENANCE = f"{OUT}/compare/provenance.json"
+# infer (one folder per estimator), infer_join
+INFER_DIR = f"{OUT}/infer/{{estimator}}"
+INFER_SUMMARY_CSV = f"{OUT}/infer/summary.csv"
+INFER_SUMMARY_MD = f"{OUT}/infer/summary.md"
+INFER_PROVENANCE = f"{OUT}/infer/provenance.json"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -96,6 +103,11 @@ def final_evaluation_outputs():
     outputs += expand(FIGURE, estimator=estimators, figure=figure_names(), ext=FORMATS)
     outputs += expand(COMPARE_TABLE, table=TABLES, ext=TABLE_FORMATS)
     return outputs + expand(COMPARE_FIGURE, ext=FORMATS)
+
+
+def final_infer_outputs():
+    """The joined tables of the observed images when the config has an `observed` section, else nothing."""
+    return [INFER_SUMMARY_CSV, INFER_SUMMARY_MD] if rule_params.has_observed(config) else []
 
 
 # --------------------------------------------------------------------------------------------------
@@ -211,3 +223,23 @@ def comparison_figure():
         labels={"figure": "comparison"},
     )
     return [COMPARE_FIGURE.format(ext="pdf"), shown]
+
+
+# --------------------------------------------------------------------------------------------------
+# infer, infer_join (the optional `observed` section: each function refuses a config without it)
+
+
+def infer_images(wildcards):
+    """Every FITS file of the observed images (lenspipe.rule_params.observed_files)."""
+    return rule_params.observed_files(config)
+
+
+def infer_params(wildcards):
+    """The infer rule's params: images, calibration, samples per image, seed (lenspipe.rule_params.infer_params)."""
+    return rule_params.infer_params(config)
+
+
+def infer_folders(wildcards):
+    """Every estimator's infer folder, in config order."""
+    rule_params.observed(config)
+    return expand(INFER_DIR, estimator=estimator_names())

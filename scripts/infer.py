@@ -2,12 +2,12 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
-    from lenspipe.infer import infer_from_params
+with job(snakemake):  # stderr and logging to the job's log, errors as one line
+    from lenspipe.infer import infer
 
-    infer_from_params(
-        estimator=snakemake.input.estimator,  # noqa: F821
-        out=snakemake.output.folder,  # noqa: F821
-        params=snakemake.params.settings,  # noqa: F821
-        threads=snakemake.threads,  # noqa: F821
+    infer(
+        estimator=snakemake.input.estimator,
+        out=snakemake.output.folder,
+        settings=snakemake.params.settings,
+        threads=snakemake.threads,
     )

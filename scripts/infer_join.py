@@ -2,11 +2,11 @@
 
 from lenspipe.jobs import job
 
-with job(snakemake):  # noqa: F821 - stderr and logging to the job's log, errors as one line
-    from lenspipe.infer import join_summaries
+with job(snakemake):  # stderr and logging to the job's log, errors as one line
+    from lenspipe.infer_join import infer_join
 
-    join_summaries(
-        folders=snakemake.input.folders,  # noqa: F821
-        csv_path=snakemake.output.csv,  # noqa: F821
-        md_path=snakemake.output.md,  # noqa: F821
+    infer_join(
+        folders=snakemake.input.folders,
+        csv=snakemake.output.csv,
+        md=snakemake.output.md,
     )

@@ -160,6 +160,56 @@ def test_unknown_estimator_target_names_the_estimators(tmp_path) -> None:
     assert "Traceback" not in err
 
 
+def test_check_targets_knows_every_per_estimator_path() -> None:
+    """train/sample/evaluate/<estimator>/... and infer/<estimator> name an estimator, infer's joined tables do not;
+    an infer target needs the `observed` section."""
+    import re
+
+    from lenspipe.config import check_targets
+
+    out, known = "results/test", ["maf", "nsf"]
+    fine = [
+        "results/test/train/maf/estimator.pt",
+        "results/test/infer/nsf",
+        "results/test/infer/nsf/",
+        "results/test/infer/maf/summary.csv",
+        "results/test/infer/summary.csv",
+        "results/test/infer/summary.md",
+        "results/test/infer/provenance.json",
+        "results/other/infer/foo",
+        "--cores",
+        "all",
+    ]
+    check_targets(fine, out, known)
+    for target in (
+        "results/test/sample/foo/timing.json",
+        "results/test/infer/foo",
+        "results/test/infer/foo/",
+        "results/test/infer/foo/summary.csv",
+    ):
+        with pytest.raises(ConfigError, match=rf"\(maf, nsf\) in target {re.escape(target)} \(got 'foo'\)$"):
+            check_targets([target], out, known)
+    check_targets(["results/test/train/maf/estimator.pt", "infer"], out, known, observed=False)
+    for target in ("results/test/infer/summary.csv", "results/test/infer/maf"):
+        with pytest.raises(
+            ConfigError, match=rf"^config error: observed: expected .* for target {re.escape(target)}$"
+        ):
+            check_targets([target], out, known, observed=False)
+
+
+def test_infer_target_without_observed_section_names_it(tmp_path) -> None:
+    work = copy_workflow(tmp_path)
+    proc = snakemake(
+        ["results/test/infer/summary.csv", "-n", "--configfile", "config/test.yaml"], cwd=work, check=False
+    )
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert err.endswith(
+        "lenspipe: config error: observed: expected an `observed` section (observed.images: the FITS images to "
+        "infer) for target results/test/infer/summary.csv"
+    )
+
+
 STUDIES = {"paper": "config.yaml", "survey": "survey.yaml", "realistic": "realistic.yaml"}
 
 

@@ -23,7 +23,7 @@ from lenspipe.data import synthetic_lenses
 from lenspipe.errors import DataError
 from lenspipe.fits_io import Calibration, ImageSpec, parse_image, read_observed
 from lenspipe.flux import counts_per_second, flux_scale, study_zero_points
-from lenspipe.infer import InferSettings, infer
+from lenspipe.infer import InferSettings, infer_images
 from lenspipe.normalisation import Normalisation
 from lenspipe.ood import OODReference
 from lenspipe.store import write_store
@@ -358,7 +358,7 @@ def test_infer_outputs_and_determinism(trained: tuple[Study, Path], tmp_path: Pa
     cube = write_fits(tmp_path / "lens2.fits", to_observed(pixels[2], 26.6, 90.0), MAGZERO=26.6, EXPTIME=90.0)
     images = [*patterns, str(cube)]
     settings = InferSettings(num_samples=300, seed=11)
-    table = infer(path, images, tmp_path / "out", settings=settings)
+    table = infer_images(path, images, tmp_path / "out", settings=settings)
     out = tmp_path / "out"
     import zarr
 
@@ -401,10 +401,12 @@ def test_infer_outputs_and_determinism(trained: tuple[Study, Path], tmp_path: Pa
         and len(prov["config"]["estimator_sha256"]) == 64
     )
     # same seed, same samples; another seed, other samples
-    infer(path, images, tmp_path / "again", settings=settings)
+    infer_images(path, images, tmp_path / "again", settings=settings)
     again = zarr.open_group(str(tmp_path / "again" / "samples.zarr"), mode="r")["samples"][:]
     np.testing.assert_array_equal(samples, again)
-    infer(path, images, tmp_path / "other", settings=InferSettings(num_samples=300, seed=12, corner=False))
+    infer_images(
+        path, images, tmp_path / "other", settings=InferSettings(num_samples=300, seed=12, corner=False)
+    )
     other = zarr.open_group(str(tmp_path / "other" / "samples.zarr"), mode="r")["samples"][:]
     assert not np.allclose(samples, other)
 
@@ -416,7 +418,7 @@ def test_out_of_distribution_image_is_flagged_and_still_inferred(
     study, path = trained
     normal = write_per_band(tmp_path, "normal", study.images[0])
     bright = write_per_band(tmp_path, "bright", study.images[0] * 300.0)
-    table = infer(
+    table = infer_images(
         path, [normal, bright], tmp_path / "out", settings=InferSettings(num_samples=50, corner=False)
     )
     flags = table.groupby("image")["ood_flag"].first()
@@ -432,24 +434,26 @@ def test_bad_input_leaves_nothing(trained: tuple[Study, Path], tmp_path: Path) -
     bad = write_fits(tmp_path / "bad.fits", np.ones((3, 32, 32)), pixel_scale=0.3, MAGZERO=26.0, EXPTIME=1.0)
     out = tmp_path / "out"
     with pytest.raises(DataError, match=r"bad\.fits: pixel scale"):
-        infer(path, [good, str(bad)], out, settings=InferSettings(num_samples=20, corner=False))
+        infer_images(path, [good, str(bad)], out, settings=InferSettings(num_samples=20, corner=False))
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     with pytest.raises(DataError, match=r"no\.pt: no trained estimator here"):
-        infer(tmp_path / "no.pt", [good], out)
+        infer_images(tmp_path / "no.pt", [good], out)
     # an existing folder with other content is refused unless force, and replaced with it
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(DataError, match=r"out: output folder exists and is not empty: .*--force"):
-        infer(path, [good], out, settings=InferSettings(num_samples=20, corner=False))
+        infer_images(path, [good], out, settings=InferSettings(num_samples=20, corner=False))
     assert (out / "mine.txt").read_text() == "keep me"
-    infer(path, [good], out, settings=InferSettings(num_samples=20, corner=False), force=True)
+    infer_images(path, [good], out, settings=InferSettings(num_samples=20, corner=False), force=True)
     assert not (out / "mine.txt").exists() and (out / "summary.csv").exists()
     # an empty existing folder is fine
     (tmp_path / "empty").mkdir()
-    infer(path, [good], tmp_path / "empty", settings=InferSettings(num_samples=20, corner=False))
+    infer_images(path, [good], tmp_path / "empty", settings=InferSettings(num_samples=20, corner=False))
     # two images with one name
     with pytest.raises(DataError, match="image name 'good' is also that of"):
-        infer(path, [good, good], tmp_path / "twice", settings=InferSettings(num_samples=20, corner=False))
+        infer_images(
+            path, [good, good], tmp_path / "twice", settings=InferSettings(num_samples=20, corner=False)
+        )
 
 
 @pytest.mark.slow
@@ -468,7 +472,7 @@ def test_estimator_without_observing_record_names_the_study(
         match=r"lacks survey, bands, pixel_scale, num_pix .*retrain it, study 'paper': "
         r"snakemake -f .*results/paper/train/nsf/estimator\.pt",
     ):
-        infer(old, [good], tmp_path / "out")
+        infer_images(old, [good], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -589,7 +593,7 @@ def test_infer_rule_joins_every_estimator_and_matches_the_command(
 def test_observed_config_section(tiny_config: dict) -> None:
     from lenspipe.config import check_config
     from lenspipe.errors import ConfigError
-    from lenspipe.infer_config import infer_params, observed_files
+    from lenspipe.rule_params import has_observed, infer_params, observed_files
 
     tiny_config["observed"] = {
         "images": ["c/l1.fits", "c/l2_{band}.fits", {"g": "a.fits", "r": "b.fits", "i": "c.fits"}],
@@ -615,6 +619,12 @@ def test_observed_config_section(tiny_config: dict) -> None:
     assert (
         cal.zero_points == {"*": 26.6} and cal.exposure_time_key is None and cal.zero_point_key == "MAGZERO"
     )
+    # without the section: no infer target can be built, and each function says so
+    del tiny_config["observed"]
+    assert not has_observed(tiny_config)
+    for function in (infer_params, observed_files):
+        with pytest.raises(ConfigError, match=r"^config error: observed: expected an `observed` section"):
+            function(tiny_config)
     tiny_config["observed"] = {"images": []}
     with pytest.raises(ConfigError, match="observed.images: expected at least 1 entries"):
         check_config(tiny_config)

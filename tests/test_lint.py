@@ -46,7 +46,16 @@ def test_one_name_per_stage() -> None:
     import re
 
     stages = sorted(p.stem for p in (REPO / "rules").glob("*.smk") if p.stem != "common")
-    assert stages == ["compare", "evaluate", "sample", "simulate", "split", "train"]
+    assert stages == [
+        "compare",
+        "evaluate",
+        "infer",
+        "infer_join",
+        "sample",
+        "simulate",
+        "split",
+        "train",
+    ]
     for stage in stages:
         assert re.findall(r"^rule (\w+):", (REPO / "rules" / f"{stage}.smk").read_text(), re.M) == [stage]
         module = ast.parse((REPO / "lenspipe" / f"{stage}.py").read_text())

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from lenspipe.deeplens import observing_conditions
+from lenspipe.deeplens import observing_conditions, per_second_zero_points
 from lenspipe.fits_io import Calibration, parse_image, read_observed
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +81,10 @@ def test_recovery_script_end_to_end(
     assert table["coverage_68"].between(0, 1).all() and table["coverage_95"].between(0, 1).all()
     assert (table["coverage_95"] >= table["coverage_68"]).all() and (table["n_images"] == 5).all()
     record = json.loads((out / "recovery.json").read_text())
-    assert record["truths_inside_prior"] and record["study_zero_points"] == STUDY_ZP
+    # the study's units: its per-second zero points (sky_noise: survey), recorded by the training
+    sim = yaml.safe_load(cfg.read_text())["simulation"]
+    study_zp = per_second_zero_points(sim["survey"], tuple(sim["bands"]), sim.get("zero_points"))
+    assert record["truths_inside_prior"] and record["study_zero_points"] == study_zp
     assert len(list((out / "fits").glob("*.fits"))) == 15 and (out / "medians_vs_truths.png").exists()
     medians = pd.read_csv(out / "medians_vs_truths.csv")
     assert len(medians) == 5 and {"theta_E_median", "theta_E_true", "ood_flag"} <= set(medians.columns)
