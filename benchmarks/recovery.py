@@ -47,8 +47,10 @@ def draw_lens(config: Mapping[str, Any], rng: np.random.Generator) -> dict[str, 
     light = {}
     for obj in ("lens", "source"):
         ranges = sim[obj]["light"]
-        drawn = {
-            k: float(rng.uniform(v["min"], v["max"])) for k, v in ranges.items() if isinstance(v, Mapping)
+        drawn = {  # a range is drawn, a plain number is a fixed value
+            k: float(rng.uniform(v["min"], v["max"])) if isinstance(v, Mapping) else float(v)
+            for k, v in ranges.items()
+            if k != "profile"
         }
         light[obj] = drawn
     return {**uniform, "theta_E": theta_e, "lens_light": light["lens"], "source_light": light["source"]}

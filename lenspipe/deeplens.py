@@ -714,7 +714,11 @@ def observing_conditions(
         out: dict[str, dict[str, Any]] = {b: {} for b in bands}
         for key in SINGLE_BAND_KEYS:
             value = params[key]
-            if isinstance(value, Mapping) and "DISTRIBUTION" in value:
+            if (
+                key == "sky_brightness" and survey in SURVEYS
+            ):  # the survey's table without its impossible bins
+                draws = lenspipe_sky_brightness(survey, bands=",".join(bands))
+            elif isinstance(value, Mapping) and "DISTRIBUTION" in value:
                 draws = getattr(distributions, value["DISTRIBUTION"]["NAME"])(bands=",".join(bands))
             else:
                 draws = [value] * len(bands)
