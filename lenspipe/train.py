@@ -32,7 +32,7 @@ import torch
 
 from lenspipe import atomic
 from lenspipe.data import Normalisation, TrainingData, load_training_data
-from lenspipe.device import describe, resolve_device, set_threads
+from lenspipe.device import choose_device, describe, set_threads
 from lenspipe.embedding import EmbeddingSettings, count_parameters
 from lenspipe.errors import ConfigError, DataError, LenspipeError
 from lenspipe.estimators import BoundedEstimator, EstimatorSettings
@@ -383,7 +383,8 @@ def train(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str
     execution = execution or ExecutionSettings()
     wall_start = time.perf_counter()
     set_threads(execution.threads)
-    device = resolve_device(execution.device, execution.gpu_fallback)
+    device_choice = choose_device(execution.device, execution.gpu_fallback)
+    device = device_choice.device
     norm = Normalisation.from_file(normalisation)
     if list(norm.bands) != list(job.bands):
         raise DataError(normalisation, f"statistics for bands {list(norm.bands)}, the config asks for {list(job.bands)}")
@@ -420,6 +421,7 @@ def train(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str
         "wall_time_s": round(result.previous_s + time.perf_counter() - wall_start, 3),
         "fit_time_s": round(fit_s, 3),  # this session: build the networks and run the epochs (as sbi's .train())
         "device": describe(device),
+        "device_warning": device_choice.warning,
         "train_pairs_per_s": round(data.n_train * result.epochs / epoch_seconds, 2) if epoch_seconds > 0 else None,
         "n_train": data.n_train,
         "n_validation": data.n_validation,

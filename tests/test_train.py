@@ -24,7 +24,7 @@ from lenspipe import atomic
 from lenspipe import posterior as lp_posterior
 from lenspipe.data import TrainingData, load_training_data, split_indices, synthetic_lenses
 from lenspipe.device import resolve_device
-from lenspipe.errors import ConfigError, DataError
+from lenspipe.errors import ConfigError, DataError, DeviceError
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.split import normalisation
 from lenspipe.store import write_store
@@ -295,7 +295,7 @@ def test_device_choice_and_gpu_fallback(monkeypatch: pytest.MonkeyPatch, caplog:
     with caplog.at_level("INFO"):
         assert resolve_device("cuda", "warn").type == "cpu"
     assert "training on the CPU" in caplog.text and "CUDA_VISIBLE_DEVICES=3" in caplog.text
-    with pytest.raises(ConfigError, match="training.device"):
+    with pytest.raises(DeviceError, match="training.gpu_fallback is fail"):
         resolve_device("cuda", "fail")
     with pytest.raises(ConfigError, match="training.device"):
         resolve_device("tpu")
