@@ -77,6 +77,16 @@ def get_final_output():
     return outputs
 
 
+def by_attempt(base):
+    """A resource that grows with each retry: `base` on the first attempt, twice it on the second, so a job
+    killed at its memory or time limit gets more (rule resources; the slurm profile scales its own alike)."""
+
+    def scaled(wildcards, attempt):
+        return base * attempt
+
+    return scaled
+
+
 def estimate_split_mem_mb():
     """Memory of the split job: all images twice in float32, plus headroom."""
     sim = config["simulation"]

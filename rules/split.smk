@@ -15,7 +15,7 @@ rule split:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=estimate_split_mem_mb(),
+        mem_mb=by_attempt(estimate_split_mem_mb()),
     conda:
         "../envs/lenspipe.yaml"
     script:

@@ -39,8 +39,8 @@ rule train:
         execution=execution_params(config),
     threads: config["training"].get("threads", 1)
     resources:
-        mem_mb=train_mem_mb(config),
-        runtime=720,
+        mem_mb=by_attempt(train_mem_mb(config)),
+        runtime=by_attempt(720),
     conda:
         "../envs/lenspipe.yaml"
     script:
