@@ -9,11 +9,12 @@ active is judged again from the same sacct answer (`judge`), and reported failed
 terminal or when neither sacct nor squeue has known it for MISSING_CHECKS checks in a row; Snakemake
 then retries it per the profile. Two or more jobs cancelled at once by the user who runs Snakemake, with
 no job of the run left, are a stop request (`scancel --name <run ID>`): nothing more is submitted and
-Snakemake exits. The wait between status checks ends within a second of a shutdown (Ctrl-C).
+Snakemake exits. On Ctrl-C the wait between status checks ends within a second, and every job of the
+run is cancelled by name (the plugin cancels only the jobs in its list, which is empty during a check).
 
 Upstream note (snakemake-executor-plugin-slurm, check_active_jobs): compare the state's first word
 (`CANCELLED by 0`), fail PREEMPTED unless requeue is on, fail jobs that sacct and squeue both stop
-reporting, and keep the active jobs when every status query attempt failed.
+reporting, keep the active jobs when every status query attempt failed, and cancel by run name.
 """
 
 from __future__ import annotations
@@ -287,9 +288,25 @@ def install_status_hook() -> bool:
         while self.wait and (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(1.0, left))
 
+    cancel = executor.cancel_jobs
+
+    def cancel_jobs(self: Any, active_jobs: list[Any]) -> None:
+        """Ctrl-C: cancel the jobs Snakemake holds, then every job of the run by its name: a job that is
+        mid status check or just submitted is in no list at that moment and would run on."""
+        try:
+            cancel(self, active_jobs)
+        finally:
+            try:
+                subprocess.run(["scancel", "--name", self.run_uuid], capture_output=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as exc:
+                self.logger.warning(
+                    f"lenspipe: scancel --name {self.run_uuid} failed ({exc}): cancel it by hand"
+                )
+
     setattr(check_active_jobs, _MARK, True)
     check_active_jobs.__wrapped__ = check  # type: ignore[attr-defined]  # the plugin's own, for tests
     plugin.query_job_status = query_job_status
     executor.check_active_jobs = check_active_jobs
     executor.sleep = sleep
+    executor.cancel_jobs = cancel_jobs
     return True

@@ -94,7 +94,8 @@ def test_scancel_name_is_a_stop_one_scancel_is_a_retry() -> None:
 # --- the hook on the real plugin, with fake SLURM programs -------------------------------------
 
 FAKE = """#!/bin/sh
-# A fake {name}: prints {name}.out (when asked for the run's jobs) and exits with {name}.rc.
+# A fake {name}: records its arguments, prints {name}.out (when asked for the run's jobs), exits with {name}.rc.
+echo "$*" >> "{dir}/{name}.calls"
 case "$*" in *--name*) cat "{dir}/{name}.out" ;; esac
 exit $(cat "{dir}/{name}.rc" 2>/dev/null || echo 0)
 """
@@ -102,8 +103,8 @@ exit $(cat "{dir}/{name}.rc" 2>/dev/null || echo 0)
 
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """sacct, squeue and scontrol on PATH that answer from files in the returned directory."""
-    for name in ("sacct", "squeue", "scontrol"):
+    """sacct, squeue, scontrol and scancel on PATH that answer from files in the returned directory."""
+    for name in ("sacct", "squeue", "scontrol", "scancel"):
         path = tmp_path / name
         path.write_text(FAKE.format(name=name, dir=tmp_path))
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -204,6 +205,18 @@ def test_hooked_plugin_stops_on_scancel_name(fake_slurm: Path, hooked: None) -> 
     reported: dict[str, list[str]] = {"ok": [], "error": [], "stop": []}
     assert check(plugin_executor(reported), ["31", "32", "33"]) == []
     assert reported["stop"] == ["stop"] and len(reported["error"]) == 2 and reported["ok"] == ["33"]
+
+
+def test_ctrl_c_cancels_every_job_of_the_run(fake_slurm: Path, hooked: None) -> None:
+    """The plugin cancels the jobs in its list; the hook also cancels the run by name (jobs mid-check)."""
+    executor = plugin_executor({"ok": [], "error": [], "stop": []})
+    executor._submitted_job_clusters = set()
+    jobs = [SimpleNamespace(external_jobid=i) for i in ("41", "42")]
+    type(executor).cancel_jobs(executor, jobs)
+    assert (fake_slurm / "scancel.calls").read_text().splitlines() == ["41 42", "--name run-1"]
+    (fake_slurm / "scancel.calls").unlink()
+    type(executor).cancel_jobs(executor, [])  # between checks the list is empty: the name still reaches them
+    assert (fake_slurm / "scancel.calls").read_text().splitlines() == ["--name run-1"]
 
 
 def test_hook_refuses_another_plugin_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
