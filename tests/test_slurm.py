@@ -5,7 +5,8 @@ via sbatch with the slurm profile, overlaid with the test cluster's site values
 gres/gpu on the GPU partition, with CUDA_VISIBLE_DEVICES set. Then jobs that end abnormally: a training
 job scancelled and simulate jobs killed at their memory limit are retried until the study finishes, and
 `scancel --name <run ID>` and Ctrl-C stop Snakemake within seconds; the same command then finishes it.
-The three runs take about 6.5 minutes on 2 busy cores (210 s, 95 s, 80 s; cluster start ~10 s).
+The three take about 6.5 minutes on 2 cores (210 s, 95 s, 80 s; cluster start ~10 s), and up to
+35 minutes when other work keeps the 2 cores at load ~10.
 
 Needs root (apt-get install, daemons); skipped with the reason otherwise, except under CI=true, where
 it fails instead."""
