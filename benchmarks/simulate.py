@@ -26,8 +26,14 @@ from lenspipe.seeds import shard_seed
 def shard_params(config: dict[str, Any], shard: int, size: int) -> dict[str, Any]:
     """What rules/common.smk's simulate_params gives rule simulate, with the shard size set to `size`."""
     sim = {k: v for k, v in config["simulation"].items() if k not in ("n_images", "n_shards")}
-    return {"simulation": sim, "priors": config["priors"], "parameters": config["parameters"], "shard": shard,
-            "size": size, "seed": shard_seed(config["seed"], shard)}
+    return {
+        "simulation": sim,
+        "priors": config["priors"],
+        "parameters": config["parameters"],
+        "shard": shard,
+        "size": size,
+        "seed": shard_seed(config["seed"], shard),
+    }
 
 
 def time_pipeline(params: dict[str, Any]) -> tuple[int, float, float]:
@@ -76,8 +82,14 @@ def time_processes(params_list: list[dict[str, Any]]) -> tuple[int, float, float
     """Images, wall seconds and the workers' CPU share of one shard per process, all started together (spawned,
     like Snakemake jobs); a CPU share below 1 means other work on the machine took the cores."""
     # As Snakemake runs a `threads: 1` job: one thread for every numeric library.
-    for var in ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for var in (
+        "OMP_NUM_THREADS",
+        "GOTO_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ):
         os.environ[var] = "1"
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(len(params_list) + 1), ctx.Queue()
@@ -97,13 +109,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config/config.yaml")
     parser.add_argument("--images", type=int, default=300, help="images per shard")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each; medians are printed")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved runs of each; medians are printed"
+    )
     args = parser.parse_args()
     config = load_config(args.config)
     params = [shard_params(config, shard, args.images) for shard in (0, 1)]
-    print(f"simulate benchmark: {args.images} images/shard, {config['simulation']['num_pix']}px, "
-          f"bands {','.join(config['simulation']['bands'])}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.2f} (the machine is shared: figures vary)")
+    print(
+        f"simulate benchmark: {args.images} images/shard, {config['simulation']['num_pix']}px, "
+        f"bands {','.join(config['simulation']['bands'])}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f} (the machine is shared: figures vary)"
+    )
 
     time_pipeline(shard_params(config, 0, 3))  # warm-up: imports and first-call caches
     runs: dict[str, list[tuple[int, float, float]]] = {"bare": [], "reuse": [], "pipe": []}
@@ -111,26 +127,39 @@ def main() -> None:
         runs["bare"].append(time_bare(params[0]))
         runs["reuse"].append(time_bare(params[0], shared_cosmology=True))
         runs["pipe"].append(time_pipeline(params[0]))
-    names = {"bare": f"bare deeplenstronomy make_dataset ({args.images - 1} of {args.images} returned)",
-             "reuse": "  the same, astropy cosmology reused", "pipe": "lenspipe shard (incl. Zarr, YAML)"}
+    names = {
+        "bare": f"bare deeplenstronomy make_dataset ({args.images - 1} of {args.images} returned)",
+        "reuse": "  the same, astropy cosmology reused",
+        "pipe": "lenspipe shard (incl. Zarr, YAML)",
+    }
     for key, name in names.items():
         wall = statistics.median(n / t for n, t, _ in runs[key])
         cpu = statistics.median(n / c for n, _, c in runs[key])
         print(f"{name:<58} {wall:6.1f} images/s, {cpu:6.1f} images/CPU-s (median of {args.repeats})")
     for base, label in (("bare", "bare"), ("reuse", "bare with the same cosmology reuse")):
         pairs = list(zip(runs["pipe"], runs[base], strict=True))
-        ratio = {kind: statistics.median((p[0] / p[k]) / (b[0] / b[k]) for p, b in pairs)
-                 for kind, k in (("wall", 1), ("cpu", 2))}
-        print(f"pipeline / {label}: {ratio['wall']:.3f} wall, {ratio['cpu']:.3f} CPU (median of paired runs; "
-              f"overhead {100 * (1 - ratio['cpu']):+.1f}% per CPU-s, target < 5%)")
+        ratio = {
+            kind: statistics.median((p[0] / p[k]) / (b[0] / b[k]) for p, b in pairs)
+            for kind, k in (("wall", 1), ("cpu", 2))
+        }
+        print(
+            f"pipeline / {label}: {ratio['wall']:.3f} wall, {ratio['cpu']:.3f} CPU (median of paired runs; "
+            f"overhead {100 * (1 - ratio['cpu']):+.1f}% per CPU-s, target < 5%)"
+        )
 
     n1, t1, share1 = time_processes(params[:1])
     n2, t2, share2 = time_processes(params)
-    print(f"1 shard, 1 process:    {n1} images in {t1:.2f} s = {n1 / t1:.1f} images/s (CPU share {share1:.0%})")
-    print(f"2 shards, 2 processes: {n2} images in {t2:.2f} s = {n2 / t2:.1f} images/s (CPU share {share2:.0%} each)")
-    print(f"parallel speed-up: {(n2 / t2) / (n1 / t1):.2f}x wall-clock (target >= 1.8x on 2 cores); "
-          f"{2 * (n2 / (t2 * share2 * 2)) / (n1 / (t1 * share1)):.2f}x per CPU-second granted (what 2 free cores "
-          f"would give); load average now {os.getloadavg()[0]:.2f}")
+    print(
+        f"1 shard, 1 process:    {n1} images in {t1:.2f} s = {n1 / t1:.1f} images/s (CPU share {share1:.0%})"
+    )
+    print(
+        f"2 shards, 2 processes: {n2} images in {t2:.2f} s = {n2 / t2:.1f} images/s (CPU share {share2:.0%} each)"
+    )
+    print(
+        f"parallel speed-up: {(n2 / t2) / (n1 / t1):.2f}x wall-clock (target >= 1.8x on 2 cores); "
+        f"{2 * (n2 / (t2 * share2 * 2)) / (n1 / (t1 * share1)):.2f}x per CPU-second granted (what 2 free cores "
+        f"would give); load average now {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

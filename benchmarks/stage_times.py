@@ -44,15 +44,24 @@ def read_jobs(folder: Path) -> list[Job]:
         if not rows:
             continue
         row = rows[-1]
-        jobs.append(Job(path.stem, float(row["s"]), float(row.get("cpu_time") or "nan"),
-                        float(row.get("max_rss") or "nan"), path.stat().st_mtime))
+        jobs.append(
+            Job(
+                path.stem,
+                float(row["s"]),
+                float(row.get("cpu_time") or "nan"),
+                float(row.get("max_rss") or "nan"),
+                path.stat().st_mtime,
+            )
+        )
     return jobs
 
 
 def table(bench: Path) -> str:
     """Markdown table: per stage, jobs, wall span, sum and longest job, CPU seconds, peak RSS."""
-    lines = ["| stage | jobs | wall span | sum of job times | longest job | CPU time | peak RSS |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| stage | jobs | wall span | sum of job times | longest job | CPU time | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     every: list[Job] = []
     for stage in STAGES:
         jobs = read_jobs(bench / stage)
@@ -62,13 +71,17 @@ def table(bench: Path) -> str:
         every += jobs
         span = max(j.end for j in jobs) - min(j.start for j in jobs)
         longest = max(jobs, key=lambda j: j.seconds)
-        lines.append(f"| {stage} | {len(jobs)} | {_hms(span)} | {_hms(sum(j.seconds for j in jobs))} | "
-                     f"{_hms(longest.seconds)} ({longest.name}) | {_hms(sum(j.cpu_seconds for j in jobs))} | "
-                     f"{max(j.max_rss_mb for j in jobs) / 1024:.1f} GiB |")
+        lines.append(
+            f"| {stage} | {len(jobs)} | {_hms(span)} | {_hms(sum(j.seconds for j in jobs))} | "
+            f"{_hms(longest.seconds)} ({longest.name}) | {_hms(sum(j.cpu_seconds for j in jobs))} | "
+            f"{max(j.max_rss_mb for j in jobs) / 1024:.1f} GiB |"
+        )
     if every:
         span = max(j.end for j in every) - min(j.start for j in every)
-        lines.append(f"| **all** | {len(every)} | **{_hms(span)}** | {_hms(sum(j.seconds for j in every))} | | "
-                     f"{_hms(sum(j.cpu_seconds for j in every))} | |")
+        lines.append(
+            f"| **all** | {len(every)} | **{_hms(span)}** | {_hms(sum(j.seconds for j in every))} | | "
+            f"{_hms(sum(j.cpu_seconds for j in every))} | |"
+        )
     return "\n".join(lines)
 
 

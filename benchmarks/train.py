@@ -57,20 +57,32 @@ def run_lenspipe(config: dict, name: str, store: Path, norm: Path, out: Path) ->
     """lenspipe's training as train() runs it: build the networks, then the epoch loop with checkpoints."""
     job = TrainJob.from_params(training_params(config, name), name)
     stats = Normalisation.from_file(norm)
-    data = load_training_data(store, job.parameter_names, job.bands, job.box, job.training.validation_fraction,
-                              job.validation_seed)
+    data = load_training_data(
+        store, job.parameter_names, job.bands, job.box, job.training.validation_fraction, job.validation_seed
+    )
     with Clock() as clock:
         torch.manual_seed(job.train_seed)
         theta_ref, x_ref = data.reference()
-        estimator = build_estimator(job.estimator, job.embedding, job.box, data.image_shape, stats.mean, stats.std,
-                                    theta_ref, x_ref)
-        result = Trainer(estimator, data, job.training, torch.device("cpu"), job.train_seed,
-                         checkpoint=out / "checkpoint.pt", fingerprint="benchmark", label=name).fit()
+        estimator = build_estimator(
+            job.estimator, job.embedding, job.box, data.image_shape, stats.mean, stats.std, theta_ref, x_ref
+        )
+        result = Trainer(
+            estimator,
+            data,
+            job.training,
+            torch.device("cpu"),
+            job.train_seed,
+            checkpoint=out / "checkpoint.pt",
+            fingerprint="benchmark",
+            label=name,
+        ).fit()
     assert result.epochs == config["training"]["max_epochs"]
     return {"wall": clock.wall, "cpu": clock.cpu, "n_train": data.n_train}
 
 
-def run_sbi(config: dict, name: str, theta: torch.Tensor, images: torch.Tensor, z_score_x: str, seed: int) -> dict:
+def run_sbi(
+    config: dict, name: str, theta: torch.Tensor, images: torch.Tensor, z_score_x: str, seed: int
+) -> dict:
     """Plain sbi NPE with the same CNN and flow; times its .train() (network building and epochs)."""
     from sbi.inference import NPE
 
@@ -80,15 +92,25 @@ def run_sbi(config: dict, name: str, theta: torch.Tensor, images: torch.Tensor, 
     settings = EstimatorSettings.from_config(name, entry)
     torch.manual_seed(seed)
     # The seed CNN as plain PyTorch code writes it (NCHW layout); lenspipe runs it channels-last.
-    cnn = LensCNN(EmbeddingSettings.from_config(config["embedding"]), tuple(images.shape[1:]), channels_last=False)
-    npe = NPE(prior=box.sbi_prior(), density_estimator=flow_builder(settings, cnn), tracker=NullTracker(),
-              show_progress_bars=False)
+    cnn = LensCNN(
+        EmbeddingSettings.from_config(config["embedding"]), tuple(images.shape[1:]), channels_last=False
+    )
+    npe = NPE(
+        prior=box.sbi_prior(),
+        density_estimator=flow_builder(settings, cnn),
+        tracker=NullTracker(),
+        show_progress_bars=False,
+    )
     npe.append_simulations(theta, images)
     with Clock() as clock, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "max_num_epochs reached" is the point here
-        npe.train(training_batch_size=training["batch_size"], learning_rate=training["learning_rate"],
-                  validation_fraction=training["validation_fraction"], stop_after_epochs=10**6,
-                  max_num_epochs=training["max_epochs"] - 1)  # sbi runs max_num_epochs + 1 epochs
+        npe.train(
+            training_batch_size=training["batch_size"],
+            learning_rate=training["learning_rate"],
+            validation_fraction=training["validation_fraction"],
+            stop_after_epochs=10**6,
+            max_num_epochs=training["max_epochs"] - 1,
+        )  # sbi runs max_num_epochs + 1 epochs
     epochs = npe.summary["epochs_trained"][-1]
     assert epochs == training["max_epochs"], epochs
     n_train = int((1 - training["validation_fraction"]) * len(theta))
@@ -98,7 +120,9 @@ def run_sbi(config: dict, name: str, theta: torch.Tensor, images: torch.Tensor, 
 def warm_up(config: dict, images: torch.Tensor) -> None:
     """Pay one-off costs before timing: torch's optimiser imports (torch._dynamo), oneDNN kernel set-up."""
     for channels_last in (False, True):
-        cnn = LensCNN(EmbeddingSettings.from_config(config["embedding"]), tuple(images.shape[1:]), channels_last)
+        cnn = LensCNN(
+            EmbeddingSettings.from_config(config["embedding"]), tuple(images.shape[1:]), channels_last
+        )
         for fused in (False, True):
             opt = torch.optim.Adam(cnn.parameters(), fused=fused)
             for _ in range(2):
@@ -121,7 +145,9 @@ def main() -> None:
 
     config = yaml.safe_load(Path(args.config).read_text())
     config = copy.deepcopy(config)
-    config["training"].update({"max_epochs": args.epochs, "stop_after_epochs": 10**6, "threads": args.threads})
+    config["training"].update(
+        {"max_epochs": args.epochs, "stop_after_epochs": 10**6, "threads": args.threads}
+    )
     sim = config["simulation"]
     box = prior_box(config["priors"], config["parameters"], Cosmology(**sim["cosmology"]))
     images, theta = synthetic_lenses(args.pairs, box, seed=1, bands=len(sim["bands"]), num_pix=sim["num_pix"])
@@ -133,10 +159,16 @@ def main() -> None:
     names = args.estimators or list(config["estimators"])
     warm_up(config, images_t)
 
-    print(f"{args.pairs} synthetic pairs {images.shape[1:]} ({int(0.9 * args.pairs)} training), {args.epochs} epochs, "
-          f"batch {config['training']['batch_size']}, {args.threads} torch threads, best of {args.repeats}")
-    print("training pairs/s (training pairs x epochs / seconds), by wall clock and by CPU time of the process")
-    print(f"{'estimator':<16}{'clock':>6}{'lenspipe':>10}{'sbi':>10}{'sbi z_x=none':>14}{'ratio':>8}{'ratio none':>12}")
+    print(
+        f"{args.pairs} synthetic pairs {images.shape[1:]} ({int(0.9 * args.pairs)} training), {args.epochs} epochs, "
+        f"batch {config['training']['batch_size']}, {args.threads} torch threads, best of {args.repeats}"
+    )
+    print(
+        "training pairs/s (training pairs x epochs / seconds), by wall clock and by CPU time of the process"
+    )
+    print(
+        f"{'estimator':<16}{'clock':>6}{'lenspipe':>10}{'sbi':>10}{'sbi z_x=none':>14}{'ratio':>8}{'ratio none':>12}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store, norm = root / "train.zarr", root / "normalisation.json"
@@ -147,18 +179,24 @@ def main() -> None:
             for repeat in range(args.repeats):
                 runs = {
                     "sbi": lambda n=name: run_sbi(config, n, theta_t, images_t, "independent", seed=0),
-                    "lenspipe": lambda n=name, r=repeat: run_lenspipe(config, n, store, norm, root / f"{n}_{r}"),
+                    "lenspipe": lambda n=name, r=repeat: run_lenspipe(
+                        config, n, store, norm, root / f"{n}_{r}"
+                    ),
                     "sbi_none": lambda n=name: run_sbi(config, n, theta_t, standardised_t, "none", seed=0),
                 }
-                for key in (list(runs) if repeat % 2 == 0 else list(reversed(runs))):
+                for key in list(runs) if repeat % 2 == 0 else list(reversed(runs)):
                     result = runs[key]()
                     for clock in ("wall", "cpu"):
                         rate = result["n_train"] * args.epochs / result[clock]
                         best.setdefault(key, {})[clock] = max(best.get(key, {}).get(clock, 0.0), rate)
             for clock in ("wall", "cpu"):
                 ours, sbi, none = best["lenspipe"][clock], best["sbi"][clock], best["sbi_none"][clock]
-                print(f"{name if clock == 'wall' else '':<16}{clock:>6}{ours:>10.1f}{sbi:>10.1f}{none:>14.1f}"
-                      f"{ours / sbi:>8.2f}{ours / none:>12.2f}", flush=True)
+                print(
+                    f"{name if clock == 'wall' else '':<16}{clock:>6}{ours:>10.1f}{sbi:>10.1f}{none:>14.1f}"
+                    f"{ours / sbi:>8.2f}{ours / none:>12.2f}",
+                    flush=True,
+                )
+
 
 if __name__ == "__main__":
     main()

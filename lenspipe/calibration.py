@@ -62,8 +62,14 @@ def sbc_checks(ranks: np.ndarray, theta: np.ndarray, dap: np.ndarray, num_ranked
     if ranks.shape[0] < MIN_C2ST:
         c2st = [None] * ranks.shape[1]
     else:  # sbi's c2st fixes its classifier's and folds' seed
-        c2st = check_prior_vs_dap(torch.as_tensor(theta, dtype=torch.float32),
-                                  torch.as_tensor(dap, dtype=torch.float32)).numpy().astype(float).tolist()
+        c2st = (
+            check_prior_vs_dap(
+                torch.as_tensor(theta, dtype=torch.float32), torch.as_tensor(dap, dtype=torch.float32)
+            )
+            .numpy()
+            .astype(float)
+            .tolist()
+        )
     return {"ks_pvalue": ks.astype(float).tolist(), "c2st_dap": c2st}
 
 
@@ -72,14 +78,18 @@ def tarp_references(n: int, n_params: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(size=(n, n_params))
 
 
-def tarp_coverage_values(samples: np.ndarray, theta: np.ndarray, references: np.ndarray, chunk: int = 64) -> np.ndarray:
+def tarp_coverage_values(
+    samples: np.ndarray, theta: np.ndarray, references: np.ndarray, chunk: int = 64
+) -> np.ndarray:
     """Per image, the fraction of samples closer (L2) to the reference point than the true value is (Lemos+ 2023)."""
     values = np.empty(theta.shape[0])
     for first in range(0, theta.shape[0], chunk):
         part = slice(first, first + chunk)
         r = references[part].astype(np.float64)
         d_samples = np.zeros(samples[part].shape[:2])
-        for j in range(r.shape[1]):  # squared distances, one parameter at a time (numpy is slow on a short last axis)
+        for j in range(
+            r.shape[1]
+        ):  # squared distances, one parameter at a time (numpy is slow on a short last axis)
             d_samples += (samples[part, :, j].astype(np.float64) - r[:, None, j]) ** 2
         d_theta = ((theta[part].astype(np.float64) - r) ** 2).sum(axis=-1)
         values[part] = (d_samples < d_theta[:, None]).mean(axis=1)
@@ -105,12 +115,20 @@ def tarp_check(ecp: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
     import torch
     from sbi.diagnostics.tarp import check_tarp
 
-    atc, ks = check_tarp(torch.as_tensor(ecp, dtype=torch.float64), torch.as_tensor(alpha, dtype=torch.float64))
+    atc, ks = check_tarp(
+        torch.as_tensor(ecp, dtype=torch.float64), torch.as_tensor(alpha, dtype=torch.float64)
+    )
     return float(atc), float(ks)
 
 
-def tarp(samples: np.ndarray, theta: np.ndarray, low: np.ndarray, high: np.ndarray, seed: int,
-         num_bins: int | None = None) -> dict:
+def tarp(
+    samples: np.ndarray,
+    theta: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    seed: int,
+    num_bins: int | None = None,
+) -> dict:
     """TARP on samples normalised by the prior box [low, high], references uniform in that box: ATC, KS p, curve."""
     width = np.asarray(high, dtype=np.float64) - np.asarray(low, dtype=np.float64)
     s = (samples - low) / width

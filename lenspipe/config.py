@@ -21,8 +21,14 @@ from lenspipe.flows import known_flows
 SURVEY_BANDS: dict[str, tuple[str, ...]] = {"delve": ("g", "r", "i", "z")}
 SCHEMA = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
-_TYPE_NAMES = {"number": "a number", "integer": "an integer", "string": "a string", "array": "a list",
-               "object": "a mapping", "boolean": "true or false"}
+_TYPE_NAMES = {
+    "number": "a number",
+    "integer": "an integer",
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+    "boolean": "true or false",
+}
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -51,7 +57,10 @@ def check_schema(config: Mapping[str, Any], schema: str | os.PathLike[str]) -> N
 
     schema_doc = yaml.safe_load(Path(schema).read_text())
     validator = jsonschema.Draft202012Validator(schema_doc)
-    errors = sorted(validator.iter_errors(dict(config)), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(dict(config)),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         raise _to_config_error(errors[0])
 
@@ -65,7 +74,9 @@ def _to_config_error(error: Any) -> ConfigError:
     kind, spec = error.validator, error.validator_value
     if kind == "required":
         missing = [name for name in spec if name not in error.instance]
-        return ConfigError(f"{key}.{missing[0]}" if error.absolute_path else missing[0], "a value (the key is missing)")
+        return ConfigError(
+            f"{key}.{missing[0]}" if error.absolute_path else missing[0], "a value (the key is missing)"
+        )
     if kind == "additionalProperties":
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         name = f"{key}.{extra[0]}" if error.absolute_path else extra[0]
@@ -107,7 +118,9 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     if config["priors"]["z_l"]["min"] <= 0:
         raise ConfigError("priors.z_l.min", "a redshift > 0", config["priors"]["z_l"]["min"])
     if config["priors"]["sigma_v"]["min"] <= 0:
-        raise ConfigError("priors.sigma_v.min", "a velocity dispersion > 0 km/s", config["priors"]["sigma_v"]["min"])
+        raise ConfigError(
+            "priors.sigma_v.min", "a velocity dispersion > 0 km/s", config["priors"]["sigma_v"]["min"]
+        )
     for obj in ("lens", "source"):
         for name, rng in sim[obj]["light"].items():
             if isinstance(rng, Mapping):
@@ -115,25 +128,37 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     known = SURVEY_BANDS[sim["survey"]]
     for band in sim["bands"]:
         if band not in known:
-            raise ConfigError("simulation.bands", f"bands of the {sim['survey']} survey ({', '.join(known)})", band)
+            raise ConfigError(
+                "simulation.bands", f"bands of the {sim['survey']} survey ({', '.join(known)})", band
+            )
     for obj in ("lens", "source"):
         missing = [b for b in sim["bands"] if b not in sim[obj]["colours"]]
         if missing:
-            raise ConfigError(f"simulation.{obj}.colours", f"a colour for every band ({', '.join(sim['bands'])})",
-                              f"none for {', '.join(missing)}")
+            raise ConfigError(
+                f"simulation.{obj}.colours",
+                f"a colour for every band ({', '.join(sim['bands'])})",
+                f"none for {', '.join(missing)}",
+            )
     if sim["n_shards"] > sim["n_images"]:
-        raise ConfigError("simulation.n_shards", f"at most n_images ({sim['n_images']}) shards", sim["n_shards"])
+        raise ConfigError(
+            "simulation.n_shards", f"at most n_images ({sim['n_images']}) shards", sim["n_shards"]
+        )
     frac = config["split"]["test_fraction"]
     if not 0 < frac < 1:
         raise ConfigError("split.test_fraction", "a fraction in (0, 1)", frac)
     n_test = n_test_images(sim["n_images"], frac)
     if n_test < 1 or sim["n_images"] - n_test < 2:
-        raise ConfigError("split.test_fraction", f"at least 1 test and 2 training images out of {sim['n_images']}", frac)
+        raise ConfigError(
+            "split.test_fraction", f"at least 1 test and 2 training images out of {sim['n_images']}", frac
+        )
     flows = known_flows()
     for name, entry in config["estimators"].items():
         if entry["flow"] not in flows:
-            raise ConfigError(f"estimators.{name}.flow", "an sbi flow or coupling_resnet (" + ", ".join(flows) + ")",
-                              entry["flow"])
+            raise ConfigError(
+                f"estimators.{name}.flow",
+                "an sbi flow or coupling_resnet (" + ", ".join(flows) + ")",
+                entry["flow"],
+            )
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)
@@ -146,8 +171,11 @@ def check_targets(targets: Iterable[str], out: str, estimators: Iterable[str]) -
     for target in targets:
         match = pattern.match(str(target))
         if match and match.group(1) not in known:
-            raise ConfigError("estimators", f"an estimator of the config ({', '.join(known)}) in target {target}",
-                              match.group(1))
+            raise ConfigError(
+                "estimators",
+                f"an estimator of the config ({', '.join(known)}) in target {target}",
+                match.group(1),
+            )
 
 
 def missing_configfiles(argv: Sequence[str]) -> list[str]:

@@ -38,16 +38,30 @@ class Normalisation:
         from lenspipe.split import read_normalisation
 
         stats = read_normalisation(path)
-        bands, mean, std = tuple(stats["bands"]), tuple(map(float, stats["mean"])), tuple(map(float, stats["std"]))
+        bands, mean, std = (
+            tuple(stats["bands"]),
+            tuple(map(float, stats["mean"])),
+            tuple(map(float, stats["std"])),
+        )
         if not (len(bands) == len(mean) == len(std)) or not bands:
-            raise DataError(path, f"expected one mean and one std per band, got {len(bands)} bands, "
-                                  f"{len(mean)} means, {len(std)} stds")
+            raise DataError(
+                path,
+                f"expected one mean and one std per band, got {len(bands)} bands, "
+                f"{len(mean)} means, {len(std)} stds",
+            )
         if not all(np.isfinite(mean)) or not all(np.isfinite(s) and s > 0 for s in std):
-            raise DataError(path, f"expected finite means and positive stds, got mean {list(mean)}, std {list(std)}")
+            raise DataError(
+                path, f"expected finite means and positive stds, got mean {list(mean)}, std {list(std)}"
+            )
         return cls(bands, mean, std, stats.get("n_train"))
 
     def as_dict(self) -> dict:
-        return {"bands": list(self.bands), "mean": list(self.mean), "std": list(self.std), "n_train": self.n_train}
+        return {
+            "bands": list(self.bands),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "n_train": self.n_train,
+        }
 
 
 class TrainingData(ABC):
@@ -82,8 +96,14 @@ class TrainingData(ABC):
 class InMemoryTrainingData(TrainingData):
     """All pairs in memory; train/validation are index sets into them (no copies)."""
 
-    def __init__(self, theta: Tensor, images: Tensor, train_index: Tensor, validation_index: Tensor,
-                 parameter_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        theta: Tensor,
+        images: Tensor,
+        train_index: Tensor,
+        validation_index: Tensor,
+        parameter_names: Sequence[str],
+    ) -> None:
         self.theta, self.images = theta, images
         self.train_index, self.validation_index = train_index, validation_index
         self.n_train, self.n_validation = int(train_index.numel()), int(validation_index.numel())
@@ -94,8 +114,13 @@ class InMemoryTrainingData(TrainingData):
         """Move the whole data set to `device` once (on a GPU: no host-to-device copy per batch)."""
         if self.images.device == torch.device(device):
             return self
-        return InMemoryTrainingData(self.theta.to(device), self.images.to(device), self.train_index.to(device),
-                                    self.validation_index.to(device), self.parameter_names)
+        return InMemoryTrainingData(
+            self.theta.to(device),
+            self.images.to(device),
+            self.train_index.to(device),
+            self.validation_index.to(device),
+            self.parameter_names,
+        )
 
     def reference(self, max_pairs: int = 4096) -> Batch:
         idx = self.train_index[:max_pairs]
@@ -103,7 +128,9 @@ class InMemoryTrainingData(TrainingData):
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         batch_size = min(batch_size, self.n_train)
-        order = self.train_index[torch.randperm(self.n_train, generator=generator).to(self.train_index.device)]
+        order = self.train_index[
+            torch.randperm(self.n_train, generator=generator).to(self.train_index.device)
+        ]
         for start in range(0, self.n_train - batch_size + 1, batch_size):
             idx = order[start : start + batch_size]
             yield self.theta.index_select(0, idx), self.images.index_select(0, idx)
@@ -135,8 +162,11 @@ def load_training_data(
     store = open_store(store_path, verify=True)
     path = Path(store_path)
     if list(store.parameter_names) != list(parameter_names):
-        raise DataError(path, f"theta columns are {store.parameter_names}, the config asks for "
-                              f"{list(parameter_names)} (in this order)")
+        raise DataError(
+            path,
+            f"theta columns are {store.parameter_names}, the config asks for "
+            f"{list(parameter_names)} (in this order)",
+        )
     if store.bands and list(store.bands) != list(bands):
         raise DataError(path, f"images have bands {store.bands}, the config asks for {list(bands)}")
     images = store.load_images()
@@ -148,11 +178,19 @@ def load_training_data(
     theta = check_theta_in_box(store.theta, box, path)
     n_train = int((1.0 - validation_fraction) * len(theta))
     if n_train < 1 or len(theta) - n_train < 1:
-        raise DataError(path, f"{len(theta)} pairs cannot give both training and validation pairs "
-                              f"(validation_fraction {validation_fraction})")
+        raise DataError(
+            path,
+            f"{len(theta)} pairs cannot give both training and validation pairs "
+            f"(validation_fraction {validation_fraction})",
+        )
     train_idx, val_idx = split_indices(len(theta), validation_fraction, seed)
-    return InMemoryTrainingData(torch.from_numpy(theta), torch.from_numpy(images), torch.from_numpy(train_idx),
-                                torch.from_numpy(val_idx), parameter_names)
+    return InMemoryTrainingData(
+        torch.from_numpy(theta),
+        torch.from_numpy(images),
+        torch.from_numpy(train_idx),
+        torch.from_numpy(val_idx),
+        parameter_names,
+    )
 
 
 def check_theta_in_box(theta: np.ndarray, box: PriorBox, path: object, rtol: float = 1e-5) -> np.ndarray:
@@ -164,13 +202,17 @@ def check_theta_in_box(theta: np.ndarray, box: PriorBox, path: object, rtol: flo
     if outside.any():
         col = int(np.argmax(outside.any(axis=0)))
         n = int(outside[:, col].sum())
-        raise DataError(path, f"{n} values of {box.names[col]} lie outside the prior box "
-                              f"[{box.low[col]:g}, {box.high[col]:g}] (simulated with other priors?)")
+        raise DataError(
+            path,
+            f"{n} values of {box.names[col]} lie outside the prior box "
+            f"[{box.low[col]:g}, {box.high[col]:g}] (simulated with other priors?)",
+        )
     return np.clip(theta, low, high).astype(np.float32)
 
 
-def synthetic_lenses(n: int, box: PriorBox, seed: int, bands: int = 3, num_pix: int = 64,
-                     noise: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_lenses(
+    n: int, box: PriorBox, seed: int, bands: int = 3, num_pix: int = 64, noise: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
     """(images, theta): a ring whose radius, ellipticity and band fluxes follow theta, plus noise.
 
     Not a lens simulator: a cheap stand-in whose images depend on theta, so a network can learn.
@@ -184,8 +226,11 @@ def synthetic_lenses(n: int, box: PriorBox, seed: int, bands: int = 3, num_pix: 
     radius = 0.2 + 0.5 * unit[:, 0]
     q1 = 0.6 * (unit[:, 1 % len(low)] - 0.5) if len(low) > 1 else np.zeros(n)
     q2 = 0.6 * (unit[:, 2 % len(low)] - 0.5) if len(low) > 2 else np.zeros(n)
-    r = np.sqrt(((1 + q1)[:, None, None] * xx) ** 2 + ((1 - q1)[:, None, None] * yy) ** 2
-                + 2 * q2[:, None, None] * xx * yy)
+    r = np.sqrt(
+        ((1 + q1)[:, None, None] * xx) ** 2
+        + ((1 - q1)[:, None, None] * yy) ** 2
+        + 2 * q2[:, None, None] * xx * yy
+    )
     ring = np.exp(-0.5 * ((r - radius[:, None, None]) / 0.06) ** 2)
     images = np.empty((n, bands, num_pix, num_pix), dtype=np.float32)
     for b in range(bands):

@@ -87,13 +87,21 @@ class LightSpec:
     def from_config(cls, obj: Mapping[str, Any], key: str, bands: tuple[str, ...]) -> LightSpec:
         """Read simulation.<obj> (light + colours); every band needs a colour."""
         light = _get(obj, "light", key)
-        params = {name: Uniform.from_config(rng, f"{key}.light.{name}") for name, rng in light.items() if name != "profile"}
+        params = {
+            name: Uniform.from_config(rng, f"{key}.light.{name}")
+            for name, rng in light.items()
+            if name != "profile"
+        }
         if "magnitude" not in params:
             raise ConfigError(f"{key}.light.magnitude", "a magnitude range")
         colours = _get(obj, "colours", key)
         missing = [b for b in bands if b not in colours]
         if missing:
-            raise ConfigError(f"{key}.colours", f"a colour for every band ({', '.join(bands)})", f"none for {', '.join(missing)}")
+            raise ConfigError(
+                f"{key}.colours",
+                f"a colour for every band ({', '.join(bands)})",
+                f"none for {', '.join(missing)}",
+            )
         return cls(str(_get(light, "profile", f"{key}.light")), params, {b: float(colours[b]) for b in bands})
 
     def profile_entry(self) -> dict[str, Any]:
@@ -103,8 +111,12 @@ class LightSpec:
             "center_x": 0.0,
             "center_y": 0.0,
             **{name: rng.distribution() for name, rng in self.params.items() if name != "magnitude"},
-            "magnitude": {"DISTRIBUTION": {"NAME": COLOUR_DISTRIBUTION, "PARAMETERS": {
-                "minimum": mag.min, "maximum": mag.max, "colours": dict(self.colours)}}},
+            "magnitude": {
+                "DISTRIBUTION": {
+                    "NAME": COLOUR_DISTRIBUTION,
+                    "PARAMETERS": {"minimum": mag.min, "maximum": mag.max, "colours": dict(self.colours)},
+                }
+            },
         }
         return {"NAME": self.profile, "PARAMETERS": params}
 
@@ -141,10 +153,14 @@ class SimulatorSpec:
             sky_noise=sky_noise,
             cosmology=Cosmology(H0=float(cosmo["H0"]), Om0=float(cosmo["Om0"])),
             lens_mass=str(_get(lens, "mass", "simulation.lens")),
-            priors={name: Uniform.from_config(_get(priors, name, "priors"), f"priors.{name}")
-                    for name in ("sigma_v", "e1", "e2", "z_l", "z_s")},
+            priors={
+                name: Uniform.from_config(_get(priors, name, "priors"), f"priors.{name}")
+                for name in ("sigma_v", "e1", "e2", "z_l", "z_s")
+            },
             lens_light=LightSpec.from_config(lens, "simulation.lens", bands),
-            source_light=LightSpec.from_config(_get(simulation, "source", "simulation"), "simulation.source", bands),
+            source_light=LightSpec.from_config(
+                _get(simulation, "source", "simulation"), "simulation.source", bands
+            ),
         )
 
 
@@ -176,27 +192,51 @@ def survey_sections(spec: SimulatorSpec) -> tuple[dict[str, Any], dict[str, Any]
 def build_config(spec: SimulatorSpec, size: int, seed: int) -> dict[str, Any]:
     """The deeplenstronomy config of `size` lens systems drawn with `seed` (one configuration, two planes)."""
     image, survey = survey_sections(spec)
-    mass = {"sigma_v": spec.priors["sigma_v"].distribution(), "e1": spec.priors["e1"].distribution(),
-            "e2": spec.priors["e2"].distribution(), "center_x": 0.0, "center_y": 0.0}
+    mass = {
+        "sigma_v": spec.priors["sigma_v"].distribution(),
+        "e1": spec.priors["e1"].distribution(),
+        "e2": spec.priors["e2"].distribution(),
+        "center_x": 0.0,
+        "center_y": 0.0,
+    }
     return {
-        "DATASET": {"NAME": "lenspipe", "PARAMETERS": {"SIZE": int(size), "OUTDIR": _OUTDIR, "SEED": int(seed)}},
+        "DATASET": {
+            "NAME": "lenspipe",
+            "PARAMETERS": {"SIZE": int(size), "OUTDIR": _OUTDIR, "SEED": int(seed)},
+        },
         "COSMOLOGY": {"PARAMETERS": {"H0": spec.cosmology.H0, "Om0": spec.cosmology.Om0}},
         "IMAGE": {"PARAMETERS": image},
         "SURVEY": {"PARAMETERS": survey},
         "SPECIES": {
-            "GALAXY_1": {"NAME": "LENS", "LIGHT_PROFILE_1": spec.lens_light.profile_entry(),
-                         "MASS_PROFILE_1": {"NAME": spec.lens_mass, "PARAMETERS": mass}},
+            "GALAXY_1": {
+                "NAME": "LENS",
+                "LIGHT_PROFILE_1": spec.lens_light.profile_entry(),
+                "MASS_PROFILE_1": {"NAME": spec.lens_mass, "PARAMETERS": mass},
+            },
             # deeplenstronomy requires a mass profile on every galaxy; the source plane's is never used.
-            "GALAXY_2": {"NAME": "SOURCE", "LIGHT_PROFILE_1": spec.source_light.profile_entry(),
-                         "MASS_PROFILE_1": {"NAME": "SIS", "PARAMETERS": {"theta_E": 0.0, "center_x": 0.0,
-                                                                           "center_y": 0.0}}},
+            "GALAXY_2": {
+                "NAME": "SOURCE",
+                "LIGHT_PROFILE_1": spec.source_light.profile_entry(),
+                "MASS_PROFILE_1": {
+                    "NAME": "SIS",
+                    "PARAMETERS": {"theta_E": 0.0, "center_x": 0.0, "center_y": 0.0},
+                },
+            },
         },
-        "GEOMETRY": {"CONFIGURATION_1": {
-            "NAME": "GALAXY_GALAXY",
-            "FRACTION": 1.0,
-            "PLANE_1": {"OBJECT_1": "LENS", "PARAMETERS": {"REDSHIFT": spec.priors["z_l"].distribution()}},
-            "PLANE_2": {"OBJECT_1": "SOURCE", "PARAMETERS": {"REDSHIFT": spec.priors["z_s"].distribution()}},
-        }},
+        "GEOMETRY": {
+            "CONFIGURATION_1": {
+                "NAME": "GALAXY_GALAXY",
+                "FRACTION": 1.0,
+                "PLANE_1": {
+                    "OBJECT_1": "LENS",
+                    "PARAMETERS": {"REDSHIFT": spec.priors["z_l"].distribution()},
+                },
+                "PLANE_2": {
+                    "OBJECT_1": "SOURCE",
+                    "PARAMETERS": {"REDSHIFT": spec.priors["z_s"].distribution()},
+                },
+            }
+        },
     }
 
 
@@ -212,7 +252,9 @@ def config_yaml(spec: SimulatorSpec, size: int, seed: int) -> str:
     return header + yaml.dump(build_config(spec, size, seed), Dumper=dumper, sort_keys=False)
 
 
-def lenspipe_uniform_colours(minimum: float, maximum: float, colours: Mapping[str, float], bands: str = "") -> list[float]:
+def lenspipe_uniform_colours(
+    minimum: float, maximum: float, colours: Mapping[str, float], bands: str = ""
+) -> list[float]:
     """One uniform draw plus each band's colour offset, so bands differ (deeplenstronomy's own draws are one value)."""
     draw = random.uniform(minimum, maximum)
     return [draw + float(colours[b]) for b in bands.split(",")]
@@ -235,7 +277,9 @@ class Batch:
     requested: int
     returned: int  # images deeplenstronomy returned (it loses some)
     yaml: str  # the config file make_dataset ran
-    planes: np.ndarray | None = None  # (n, 4, bands, H, W): lens light, source, point sources, noise (noise-free light)
+    planes: np.ndarray | None = (
+        None  # (n, 4, bands, H, W): lens light, source, point sources, noise (noise-free light)
+    )
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -244,8 +288,15 @@ class Batch:
         """The same batch restricted to `rows` (a boolean mask or a slice), images and metadata together."""
         meta = self.metadata[rows] if not isinstance(rows, slice) else self.metadata.iloc[rows]
         planes = None if self.planes is None else self.planes[rows]
-        return Batch(self.images[rows], meta.reset_index(drop=True), self.seed, self.requested, self.returned, self.yaml,
-                     planes)
+        return Batch(
+            self.images[rows],
+            meta.reset_index(drop=True),
+            self.seed,
+            self.requested,
+            self.returned,
+            self.yaml,
+            planes,
+        )
 
 
 def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) -> Batch:
@@ -256,20 +307,25 @@ def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) ->
     raw_images, meta, raw_planes = run_make_dataset(text, planes=planes)
     returned = len(meta)
     if raw_images.shape[0] != returned:
-        raise DataError("deeplenstronomy", f"{raw_images.shape[0]} images but {returned} metadata rows (seed {seed})")
+        raise DataError(
+            "deeplenstronomy", f"{raw_images.shape[0]} images but {returned} metadata rows (seed {seed})"
+        )
     meta = fix_plane_redshifts(meta)
     batch = Batch(raw_images, meta, int(seed), int(size), returned, text, raw_planes)
     # deeplenstronomy's own sentinel mask reads the lagged column, so it can drop the wrong row: redo it.
     keep = meta[f"{LABEL_COLUMNS['z_s']}-{spec.bands[0]}"].to_numpy() < SENTINEL_REDSHIFT
     if not keep.all():
         batch = batch.select(keep)
-    sky = add_sky_noise(batch.images, batch.metadata, spec.bands, spec.sky_noise == "survey",
-                        derive_seed(seed, "sky_noise"))
+    sky = add_sky_noise(
+        batch.images, batch.metadata, spec.bands, spec.sky_noise == "survey", derive_seed(seed, "sky_noise")
+    )
     batch.metadata = pd.concat([batch.metadata, sky], axis=1)
     return batch
 
 
-def run_make_dataset(yaml_text: str, planes: bool = False) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
+def run_make_dataset(
+    yaml_text: str, planes: bool = False
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
     """Bare make_dataset on a YAML text, in a private temporary directory (it writes under the CWD).
 
     The caller's global numpy/python RNG states are restored afterwards (make_dataset reseeds both), and
@@ -280,8 +336,13 @@ def run_make_dataset(yaml_text: str, planes: bool = False) -> tuple[np.ndarray, 
 
     register_distributions()
     printed = io.StringIO()
-    with (tempfile.TemporaryDirectory(prefix="lenspipe-deeplens-") as tmp, contextlib.chdir(tmp),
-          _restored_rng(), shared_cosmology(), contextlib.redirect_stdout(printed)):
+    with (
+        tempfile.TemporaryDirectory(prefix="lenspipe-deeplens-") as tmp,
+        contextlib.chdir(tmp),
+        _restored_rng(),
+        shared_cosmology(),
+        contextlib.redirect_stdout(printed),
+    ):
         Path(_CONFIG_FILE).write_text(yaml_text)
         try:
             dataset = make_dataset(_CONFIG_FILE, store_in_memory=True, return_planes=planes)
@@ -327,7 +388,9 @@ def shared_cosmology() -> Iterator[None]:
 def fix_plane_redshifts(meta: pd.DataFrame) -> pd.DataFrame:
     """Rewrite the lagged PLANE_n-REDSHIFT-<band> columns with the true PLANE_n-OBJECT_1-REDSHIFT-<band> values."""
     meta = meta.copy()
-    for col in [c for c in meta.columns if c.startswith("PLANE_") and "-REDSHIFT-" in c and "-OBJECT_" not in c]:
+    for col in [
+        c for c in meta.columns if c.startswith("PLANE_") and "-REDSHIFT-" in c and "-OBJECT_" not in c
+    ]:
         plane, band = col.split("-REDSHIFT-")
         meta[col] = meta[f"{plane}-OBJECT_1-REDSHIFT-{band}"]
     return meta
@@ -352,8 +415,9 @@ def sky_sigmas(meta: pd.DataFrame, band: str) -> tuple[np.ndarray, np.ndarray]:
     return survey, legacy
 
 
-def add_sky_noise(images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...], survey_noise: bool,
-                  seed: int) -> pd.DataFrame:
+def add_sky_noise(
+    images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...], survey_noise: bool, seed: int
+) -> pd.DataFrame:
     """Give each image and band the survey's Gaussian sky background, in place (or keep deeplenstronomy's).
 
     The legacy background is Gaussian, so adding independent Gaussian noise of variance sigma_survey^2 -
@@ -365,7 +429,10 @@ def add_sky_noise(images: np.ndarray, meta: pd.DataFrame, bands: tuple[str, ...]
         survey, legacy = sky_sigmas(meta, band)
         if survey_noise:
             if np.any(survey < legacy):
-                raise DataError(f"band {band}", "survey sky noise below deeplenstronomy's own (check the survey's zero points)")
+                raise DataError(
+                    f"band {band}",
+                    "survey sky noise below deeplenstronomy's own (check the survey's zero points)",
+                )
             noise = rng.standard_normal(images[:, b].shape, dtype=np.float32)
             noise *= np.sqrt(survey**2 - legacy**2).astype(np.float32)[:, None, None]
             images[:, b] += noise

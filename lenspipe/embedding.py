@@ -29,7 +29,9 @@ class EmbeddingSettings:
         """Build from the config's `embedding` section."""
         channels = tuple(int(c) for c in embedding["channels"])
         if not channels or min(channels) < 1:
-            raise ConfigError("embedding.channels", "a non-empty list of positive integers", embedding["channels"])
+            raise ConfigError(
+                "embedding.channels", "a non-empty list of positive integers", embedding["channels"]
+            )
         for key in ("hidden_features", "features"):
             if int(embedding[key]) < 1:
                 raise ConfigError(f"embedding.{key}", "a positive integer", embedding[key])
@@ -37,7 +39,11 @@ class EmbeddingSettings:
 
     def as_dict(self) -> dict:
         """Plain-JSON form (saved with a trained estimator)."""
-        return {"channels": list(self.channels), "hidden_features": self.hidden_features, "features": self.features}
+        return {
+            "channels": list(self.channels),
+            "hidden_features": self.hidden_features,
+            "features": self.features,
+        }
 
 
 class BandStandardise(nn.Module):
@@ -62,7 +68,9 @@ class LensCNN(nn.Module):
     Runs in channels-last memory layout (same results; oneDNN's convolutions are markedly faster so on CPUs).
     """
 
-    def __init__(self, settings: EmbeddingSettings, image_shape: Sequence[int], channels_last: bool = True) -> None:
+    def __init__(
+        self, settings: EmbeddingSettings, image_shape: Sequence[int], channels_last: bool = True
+    ) -> None:
         super().__init__()
         self.channels_last = channels_last
         bands, height, width = (int(s) for s in image_shape)

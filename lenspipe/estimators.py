@@ -66,10 +66,13 @@ class BoxTransform(nn.Module):
         self.register_buffer("width", (high32 - low32).double(), persistent=False)
         # Float32 sample range inside both the float64 box (PriorBox.contains) and sbi's float32 BoxUniform,
         # whose log_prob needs theta < high.
-        inside_low = torch.where(low32.double() < low64, torch.nextafter(low32, torch.full_like(low32, math.inf)), low32)
+        inside_low = torch.where(
+            low32.double() < low64, torch.nextafter(low32, torch.full_like(low32, math.inf)), low32
+        )
         self.register_buffer("low_inside", inside_low, persistent=False)
-        self.register_buffer("high_inside", torch.nextafter(high32, torch.full_like(high32, -math.inf)),
-                             persistent=False)
+        self.register_buffer(
+            "high_inside", torch.nextafter(high32, torch.full_like(high32, -math.inf)), persistent=False
+        )
 
     def to_unconstrained(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """z and log|dz/dtheta| (summed over parameters) for theta (..., d) in the box."""
@@ -116,7 +119,9 @@ class BoundedEstimator(ConditionalDensityEstimator):
     def sample(self, sample_shape: torch.Size, condition: Tensor, **kwargs: Any) -> Tensor:
         return self.box.to_box(self.net.sample(sample_shape, condition, **kwargs))
 
-    def sample_and_log_prob(self, sample_shape: torch.Size, condition: Tensor, **kwargs: Any) -> tuple[Tensor, Tensor]:
+    def sample_and_log_prob(
+        self, sample_shape: torch.Size, condition: Tensor, **kwargs: Any
+    ) -> tuple[Tensor, Tensor]:
         z, log_prob_z = self.net.sample_and_log_prob(sample_shape, condition, **kwargs)
         return self.box.to_box(z), log_prob_z - self.box.log_det_inverse(z).to(log_prob_z.dtype)
 
@@ -138,7 +143,8 @@ class BoundedEstimator(ConditionalDensityEstimator):
                 normal = getattr(inner.net(context).base, "base_dist", None)
             return (
                 isinstance(normal, torch.distributions.Normal)
-                and bool(torch.all(normal.loc == 0)) and bool(torch.all(normal.scale == 1))
+                and bool(torch.all(normal.loc == 0))
+                and bool(torch.all(normal.scale == 1))
             )
         return False
 
@@ -242,7 +248,9 @@ def build_coupling_resnet(
 # --------------------------------------------------------------------------------------------------
 # Registry and settings.
 
-CUSTOM_FLOWS: dict[str, Callable[..., ConditionalDensityEstimator]] = {"coupling_resnet": build_coupling_resnet}
+CUSTOM_FLOWS: dict[str, Callable[..., ConditionalDensityEstimator]] = {
+    "coupling_resnet": build_coupling_resnet
+}
 
 
 def register_flow(name: str, builder: Callable[..., ConditionalDensityEstimator]) -> None:
@@ -259,7 +267,9 @@ def _flow_options(flow: str) -> set[str] | None:
     """Settings a flow accepts (None: any, checked by the flow itself, e.g. zuko's own keyword arguments)."""
     if flow in CUSTOM_FLOWS:
         params = inspect.signature(CUSTOM_FLOWS[flow]).parameters
-        return {p for p in params if p not in ("batch_x", "batch_y", "z_score_x", "z_score_y", "embedding_net")}
+        return {
+            p for p in params if p not in ("batch_x", "batch_y", "z_score_x", "z_score_y", "embedding_net")
+        }
     if flow.startswith("zuko_"):
         return None
     return {f for f in ConditionalFlowConfig.__dataclass_fields__ if f not in ("extra_kwargs", "z_score_x")}
@@ -288,24 +298,39 @@ class EstimatorSettings:
         options = {k: v for k, v in entry.items() if k not in ("flow", "z_score_theta", "z_score_x")}
         for reserved in RESERVED:
             if reserved in options:
-                raise ConfigError(f"{key}.{reserved}", "no value: lenspipe sets it (embedding net, prior box)")
+                raise ConfigError(
+                    f"{key}.{reserved}", "no value: lenspipe sets it (embedding net, prior box)"
+                )
         known = _flow_options(flow)
         if known is not None:
             for option in options:
                 if option not in known:
-                    raise ConfigError(f"{key}.{option}", f"a setting of flow {flow} ({', '.join(sorted(known))})",
-                                      "unknown key")
+                    raise ConfigError(
+                        f"{key}.{option}",
+                        f"a setting of flow {flow} ({', '.join(sorted(known))})",
+                        "unknown key",
+                    )
         z_theta = entry.get("z_score_theta", "independent")
         z_x = entry.get("z_score_x", "none")
         for option, value in (("z_score_theta", z_theta), ("z_score_x", z_x)):
             if value not in Z_SCORE_CHOICES:
-                raise ConfigError(f"{key}.{option}", "one of " + ", ".join(Z_SCORE_CHOICES)
-                                  + " (theta is always trained in the prior box's unconstrained space)", value)
+                raise ConfigError(
+                    f"{key}.{option}",
+                    "one of "
+                    + ", ".join(Z_SCORE_CHOICES)
+                    + " (theta is always trained in the prior box's unconstrained space)",
+                    value,
+                )
         return cls(name, flow, dict(options), z_theta, z_x)
 
     def as_dict(self) -> dict[str, Any]:
         """The config entry form (saved with a trained estimator, read back by from_config)."""
-        return {"flow": self.flow, **dict(self.options), "z_score_theta": self.z_score_theta, "z_score_x": self.z_score_x}
+        return {
+            "flow": self.flow,
+            **dict(self.options),
+            "z_score_theta": self.z_score_theta,
+            "z_score_x": self.z_score_x,
+        }
 
 
 def flow_builder(settings: EstimatorSettings, embedding_net: nn.Module) -> Builder:
@@ -314,15 +339,28 @@ def flow_builder(settings: EstimatorSettings, embedding_net: nn.Module) -> Build
         custom = CUSTOM_FLOWS[settings.flow]
 
         def build(batch_theta: Tensor, batch_x: Tensor) -> ConditionalDensityEstimator:
-            return custom(batch_x=batch_theta, batch_y=batch_x, z_score_x=settings.z_score_theta,
-                          z_score_y=settings.z_score_x, embedding_net=embedding_net, **settings.options)
+            return custom(
+                batch_x=batch_theta,
+                batch_y=batch_x,
+                z_score_x=settings.z_score_theta,
+                z_score_y=settings.z_score_x,
+                embedding_net=embedding_net,
+                **settings.options,
+            )
 
         return build
-    return posterior_nn(model=settings.flow, z_score_theta=settings.z_score_theta, z_score_x=settings.z_score_x,
-                        embedding_net=embedding_net, **settings.options)
+    return posterior_nn(
+        model=settings.flow,
+        z_score_theta=settings.z_score_theta,
+        z_score_x=settings.z_score_x,
+        embedding_net=embedding_net,
+        **settings.options,
+    )
 
 
-def density_estimator_builder(settings: EstimatorSettings, embedding_net: nn.Module, box: PriorBox) -> Builder:
+def density_estimator_builder(
+    settings: EstimatorSettings, embedding_net: nn.Module, box: PriorBox
+) -> Builder:
     """sbi's custom density-estimator builder: (theta, x) -> BoundedEstimator (for `NPE(density_estimator=...)`)."""
     inner_builder = flow_builder(settings, embedding_net)
     transform = BoxTransform(box.low, box.high)
@@ -332,8 +370,9 @@ def density_estimator_builder(settings: EstimatorSettings, embedding_net: nn.Mod
         try:
             inner = inner_builder(z, batch_x)
         except TypeError as exc:  # e.g. an option zuko does not know
-            raise ConfigError(f"estimators.{settings.name}", f"settings that flow {settings.flow} accepts",
-                              str(exc)) from exc
+            raise ConfigError(
+                f"estimators.{settings.name}", f"settings that flow {settings.flow} accepts", str(exc)
+            ) from exc
         return BoundedEstimator(inner, box)
 
     return build

@@ -8,8 +8,20 @@ from __future__ import annotations
 
 # sbi 0.27's density estimators for NPE (sbi.neural_nets.factory.model_builders) that suit images.
 SBI_FLOWS = (
-    "made", "maf", "maf_rqs", "mdn", "nsf",
-    "zuko_bpf", "zuko_gf", "zuko_maf", "zuko_naf", "zuko_ncsf", "zuko_nice", "zuko_nsf", "zuko_sospf", "zuko_unaf",
+    "made",
+    "maf",
+    "maf_rqs",
+    "mdn",
+    "nsf",
+    "zuko_bpf",
+    "zuko_gf",
+    "zuko_maf",
+    "zuko_naf",
+    "zuko_ncsf",
+    "zuko_nice",
+    "zuko_nsf",
+    "zuko_sospf",
+    "zuko_unaf",
 )
 # sbi names that do not fit this problem, and why.
 NOT_FOR_IMAGES = {

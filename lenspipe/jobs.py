@@ -17,8 +17,12 @@ from lenspipe.errors import LenspipeError
 def job(smk: Any) -> Iterator[None]:
     """Run a job's body with stderr and logging in its log; then its `provenance` output, if it declares one."""
     sys.stderr = open(smk.log[0], "w", buffering=1)  # noqa: SIM115 - stays open for the job's life
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        force=True)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        force=True,
+    )
     try:
         yield
     except LenspipeError as exc:
@@ -26,10 +30,16 @@ def job(smk: Any) -> Iterator[None]:
         sys.stderr.flush()
         raise SystemExit(1) from None
     outputs = dict(smk.output.items())
-    if "provenance" in outputs and not Path(outputs["provenance"]).exists():  # train writes a richer one itself
+    if (
+        "provenance" in outputs and not Path(outputs["provenance"]).exists()
+    ):  # train writes a richer one itself
         from lenspipe import provenance
         from lenspipe.seeds import job_seeds
 
         wildcards = dict(smk.wildcards.items())
-        provenance.write(outputs["provenance"], dict(smk.params.items()),
-                         job_seeds(smk.rule, smk.config["seed"], wildcards), rule=smk.rule)
+        provenance.write(
+            outputs["provenance"],
+            dict(smk.params.items()),
+            job_seeds(smk.rule, smk.config["seed"], wildcards),
+            rule=smk.rule,
+        )

@@ -43,16 +43,24 @@ def supports_fast_inverse(transform: Transform) -> bool:
     return True
 
 
-def made_affine_inverse(transform: MaskedAffineAutoregressiveTransform, y: Tensor, context: Tensor | None,
-                        index: Tensor | None = None) -> Tensor:
+def made_affine_inverse(
+    transform: MaskedAffineAutoregressiveTransform,
+    y: Tensor,
+    context: Tensor | None,
+    index: Tensor | None = None,
+) -> Tensor:
     """x with transform(x) = y, for y (rows, d): the MADE's hidden units computed once each, in degree order."""
     made: MADE = transform.autoregressive_net
     act = made.activation
     layers = [made.initial_layer] + [block.linear for block in made.blocks]
     # Hidden units sorted by degree (stable): units of degree <= k are a prefix, those of degree k a slice.
     orders = [torch.argsort(layer.degrees, stable=True) for layer in layers]
-    ends = [torch.searchsorted(layer.degrees[order], torch.arange(transform.features, device=order.device),
-                               right=True).tolist() for layer, order in zip(layers, orders, strict=True)]
+    ends = [
+        torch.searchsorted(
+            layer.degrees[order], torch.arange(transform.features, device=order.device), right=True
+        ).tolist()
+        for layer, order in zip(layers, orders, strict=True)
+    ]
     weights, biases = [], []
     for i, (layer, order) in enumerate(zip(layers, orders, strict=True)):
         w = (layer.weight * layer.mask)[order]
@@ -79,7 +87,11 @@ def made_affine_inverse(transform: MaskedAffineAutoregressiveTransform, y: Tenso
             start, end = starts[i], ends[i][p]
             if end > start:
                 if i == 0:
-                    pre = first[:, start:end] if p == 0 else torch.addmm(first[:, start:end], x[:, :p], w[start:end, :p].T)
+                    pre = (
+                        first[:, start:end]
+                        if p == 0
+                        else torch.addmm(first[:, start:end], x[:, :p], w[start:end, :p].T)
+                    )
                 else:
                     below = ends[i - 1][p]
                     pre = torch.addmm(biases[i][start:end], hidden[i - 1][:, :below], w[start:end, :below].T)
@@ -87,13 +99,16 @@ def made_affine_inverse(transform: MaskedAffineAutoregressiveTransform, y: Tenso
             starts[i] = end
         # Output p (degree p + 1) reads last-layer units of degree <= p: its (scale, shift) pair.
         below = ends[-1][p]
-        params = torch.addmm(final.bias[2 * p : 2 * p + 2], hidden[-1][:, :below], w_out[2 * p : 2 * p + 2, :below].T)
+        params = torch.addmm(
+            final.bias[2 * p : 2 * p + 2], hidden[-1][:, :below], w_out[2 * p : 2 * p + 2, :below].T
+        )
         x[:, p] = (y[:, p] - params[:, 1]) / (F.softplus(params[:, 0]) + transform._epsilon)
     return x
 
 
-def _inverse(transform: Transform, z: Tensor, context: Tensor | None, index: Tensor | None,
-             per_row: Tensor | None) -> Tensor:
+def _inverse(
+    transform: Transform, z: Tensor, context: Tensor | None, index: Tensor | None, per_row: Tensor | None
+) -> Tensor:
     if isinstance(transform, CompositeTransform):
         for part in reversed(transform._transforms):
             z = _inverse(part, z, context, index, per_row)

@@ -29,7 +29,7 @@ DEFINITIONS = {
     "mean_abs_residual": "mean |r| over test images (parameter units)",
     "mean_abs_residual_norm": "mean |r| divided by the prior width (high - low of the prior box): comparable across parameters",
     "mean_abs_relative_residual": "mean |r| / |true value| (the definition that reproduces the seed's table; "
-                                  "ill-conditioned for e1, e2, whose true values straddle 0)",
+    "ill-conditioned for e1, e2, whose true values straddle 0)",
     "median_residual": "median of r (parameter units)",
     "residual_halfwidth_68": "half the 16th-84th percentile range of r (parameter units; sigma for a Gaussian)",
     "coverage_68": "fraction of test images whose true value is inside the central 68% interval (16th-84th percentile)",
@@ -39,9 +39,19 @@ DEFINITIONS = {
     "tarp_atc": "TARP area between the expected-coverage curve and the diagonal for alpha > 0.5 (0 ideal; < 0 over-confident)",
     "tarp_ks_pvalue": "KS p-value between the TARP expected-coverage curve and the diagonal",
 }
-PER_PARAMETER = ("r2", "bias", "mean_abs_residual", "mean_abs_residual_norm", "mean_abs_relative_residual",
-                 "median_residual", "residual_halfwidth_68", "coverage_68", "coverage_95", "sbc_ks_pvalue",
-                 "sbc_c2st_dap")
+PER_PARAMETER = (
+    "r2",
+    "bias",
+    "mean_abs_residual",
+    "mean_abs_residual_norm",
+    "mean_abs_relative_residual",
+    "median_residual",
+    "residual_halfwidth_68",
+    "coverage_68",
+    "coverage_95",
+    "sbc_ks_pvalue",
+    "sbc_c2st_dap",
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,9 @@ class EvaluationSettings:
     seed: int = 0
 
     @classmethod
-    def from_params(cls, sbc_samples: int, corner_images: Sequence[int], global_seed: int) -> EvaluationSettings:
+    def from_params(
+        cls, sbc_samples: int, corner_images: Sequence[int], global_seed: int
+    ) -> EvaluationSettings:
         """Settings from the config slice; one seed for every estimator, so all share TARP references."""
         return cls(int(sbc_samples), tuple(int(i) for i in corner_images), metrics_seed(global_seed))
 
@@ -69,7 +81,11 @@ class EvaluationOutputs:
     @classmethod
     def from_named(cls, output: Any) -> EvaluationOutputs:
         """From Snakemake's named outputs: csv, json, provenance (written by lenspipe.jobs), one entry per figure."""
-        figures = {name: [str(p) for p in files] for name, files in output.items() if name not in ("csv", "json", "provenance")}
+        figures = {
+            name: [str(p) for p in files]
+            for name, files in output.items()
+            if name not in ("csv", "json", "provenance")
+        }
         return cls(str(output.csv), str(output.json), figures)
 
 
@@ -88,7 +104,9 @@ def summarise(samples: np.ndarray) -> PosteriorSummary:
     return PosteriorSummary(samples.mean(axis=1, dtype=np.float64), low, high)
 
 
-def accuracy(theta: np.ndarray, mean: np.ndarray, low: Sequence[float], high: Sequence[float]) -> dict[str, np.ndarray]:
+def accuracy(
+    theta: np.ndarray, mean: np.ndarray, low: Sequence[float], high: Sequence[float]
+) -> dict[str, np.ndarray]:
     """R^2 and residual statistics per parameter, r = posterior mean - true value (see DEFINITIONS)."""
     from sklearn.metrics import r2_score
 
@@ -109,14 +127,22 @@ def accuracy(theta: np.ndarray, mean: np.ndarray, low: Sequence[float], high: Se
     }
 
 
-def compute_metrics(samples: np.ndarray, theta: np.ndarray, names: Sequence[str], low: Sequence[float],
-                    high: Sequence[float], settings: EvaluationSettings) -> dict[str, Any]:
+def compute_metrics(
+    samples: np.ndarray,
+    theta: np.ndarray,
+    names: Sequence[str],
+    low: Sequence[float],
+    high: Sequence[float],
+    settings: EvaluationSettings,
+) -> dict[str, Any]:
     """Every metric of one estimator from its samples (n_test, n_samples, n_params) and the true values."""
     n, s, p = samples.shape
     if theta.shape != (n, p):
         raise ValueError(f"true values {theta.shape} do not match samples {samples.shape}")
     if settings.sbc_samples > s:
-        raise ConfigError("evaluation.sbc_samples", f"at most evaluation.num_samples ({s})", settings.sbc_samples)
+        raise ConfigError(
+            "evaluation.sbc_samples", f"at most evaluation.num_samples ({s})", settings.sbc_samples
+        )
     summary = summarise(samples)
     per = {k: np.asarray(v, dtype=float) for k, v in accuracy(theta, summary.mean, low, high).items()}
     levels = calibration.credibility_levels()
@@ -134,9 +160,14 @@ def compute_metrics(samples: np.ndarray, theta: np.ndarray, names: Sequence[str]
         "sbc_samples": settings.sbc_samples,
         "parameters": list(names),
         "units": [q.unit for q in params_table.get(list(names))],
-        "per_parameter": {name: {k: _plain(per[k][j]) for k in PER_PARAMETER} for j, name in enumerate(names)},
+        "per_parameter": {
+            name: {k: _plain(per[k][j]) for k in PER_PARAMETER} for j, name in enumerate(names)
+        },
         "tarp": tarp,
-        "coverage_curve": {"levels": levels.tolist(), **{name: curve[:, j].tolist() for j, name in enumerate(names)}},
+        "coverage_curve": {
+            "levels": levels.tolist(),
+            **{name: curve[:, j].tolist() for j, name in enumerate(names)},
+        },
         "definitions": DEFINITIONS,
     }
 
@@ -152,13 +183,24 @@ def metrics_table(metrics: Mapping[str, Any]) -> Any:
     import pandas as pd
 
     rows = [{"parameter": name, **metrics["per_parameter"][name]} for name in metrics["parameters"]]
-    rows.append({"parameter": "joint", "tarp_atc": metrics["tarp"]["atc"], "tarp_ks_pvalue": metrics["tarp"]["ks_pvalue"]})
+    rows.append(
+        {
+            "parameter": "joint",
+            "tarp_atc": metrics["tarp"]["atc"],
+            "tarp_ks_pvalue": metrics["tarp"]["ks_pvalue"],
+        }
+    )
     return pd.DataFrame(rows, columns=["parameter", *PER_PARAMETER, "tarp_atc", "tarp_ks_pvalue"])
 
 
-def evaluate(samples_path: str | os.PathLike[str], test_path: str | os.PathLike[str],
-             epochs_path: str | os.PathLike[str], outputs: EvaluationOutputs, settings: EvaluationSettings,
-             estimator: str = "") -> dict[str, Any]:
+def evaluate(
+    samples_path: str | os.PathLike[str],
+    test_path: str | os.PathLike[str],
+    epochs_path: str | os.PathLike[str],
+    outputs: EvaluationOutputs,
+    settings: EvaluationSettings,
+    estimator: str = "",
+) -> dict[str, Any]:
     """One estimator's evaluation: metrics CSV and JSON, then every figure, from its samples and the test store."""
     from lenspipe.sample import open_samples
     from lenspipe.store import open_store
@@ -166,8 +208,11 @@ def evaluate(samples_path: str | os.PathLike[str], test_path: str | os.PathLike[
     posterior = open_samples(samples_path)
     test = open_store(test_path, verify=True)
     if posterior.parameter_names != list(test.parameter_names) or posterior.samples.shape[0] != len(test):
-        raise DataError(samples_path, f"samples {posterior.samples.shape} for {posterior.parameter_names} do not "
-                                      f"match the test store ({len(test)} images of {test.parameter_names})")
+        raise DataError(
+            samples_path,
+            f"samples {posterior.samples.shape} for {posterior.parameter_names} do not "
+            f"match the test store ({len(test)} images of {test.parameter_names})",
+        )
     samples, theta, names, box = posterior.samples, test.theta, posterior.parameter_names, posterior.prior_box
     for i in settings.corner_images:  # checked before the minutes of metrics, not after
         if not 0 <= i < len(theta):
@@ -182,9 +227,16 @@ def evaluate(samples_path: str | os.PathLike[str], test_path: str | os.PathLike[
     return metrics
 
 
-def write_figures(samples: np.ndarray, theta: np.ndarray, metrics: Mapping[str, Any],
-                  epochs_path: str | os.PathLike[str], figures: Mapping[str, Sequence[str]],
-                  settings: EvaluationSettings, estimator: str, box: Any) -> None:
+def write_figures(
+    samples: np.ndarray,
+    theta: np.ndarray,
+    metrics: Mapping[str, Any],
+    epochs_path: str | os.PathLike[str],
+    figures: Mapping[str, Sequence[str]],
+    settings: EvaluationSettings,
+    estimator: str,
+    box: Any,
+) -> None:
     """Every per-estimator figure whose name is in `figures` (name -> [pdf, png])."""
     from lenspipe import plots
 
@@ -196,15 +248,31 @@ def write_figures(samples: np.ndarray, theta: np.ndarray, metrics: Mapping[str, 
         raise ValueError(f"figure outputs {sorted(figures)} differ from the expected {sorted(expected)}")
     for i in settings.corner_images:
         plots.corner_plot(samples[i], theta[i], names, f"{estimator}: test image {i}", figures[f"corner_{i}"])
-    plots.predicted_vs_true(theta, summary.mean, summary.low, summary.high, [per[n]["r2"] for n in names], names,
-                            box, figures["predicted_vs_true"])
+    plots.predicted_vs_true(
+        theta,
+        summary.mean,
+        summary.low,
+        summary.high,
+        [per[n]["r2"] for n in names],
+        names,
+        box,
+        figures["predicted_vs_true"],
+    )
     plots.residuals(theta, summary.mean, per, names, box, figures["residuals"])
     curve = metrics["coverage_curve"]
-    plots.coverage(np.asarray(curve["levels"]), np.array([curve[n] for n in names]).T,
-                   np.asarray(metrics["tarp"]["alpha"]), np.asarray(metrics["tarp"]["ecp"]), len(theta), names,
-                   figures["coverage"])
+    plots.coverage(
+        np.asarray(curve["levels"]),
+        np.array([curve[n] for n in names]).T,
+        np.asarray(metrics["tarp"]["alpha"]),
+        np.asarray(metrics["tarp"]["ecp"]),
+        len(theta),
+        names,
+        figures["coverage"],
+    )
     ranks = calibration.sbc_ranks(samples, theta, settings.sbc_samples)
-    plots.sbc_ranks(ranks, settings.sbc_samples, [per[n]["sbc_ks_pvalue"] for n in names], names, figures["sbc_ranks"])
+    plots.sbc_ranks(
+        ranks, settings.sbc_samples, [per[n]["sbc_ks_pvalue"] for n in names], names, figures["sbc_ranks"]
+    )
     plots.loss_curve(epochs_path, f"{estimator}: training", figures["loss"])
     log.info("%d figures of %s written", len(figures), estimator)
 

@@ -95,7 +95,9 @@ def _rc(settings: Mapping[str, Any]) -> contextlib.AbstractContextManager:
 def _top_legend(fig: Any, ax: Any) -> None:
     """The legend of `ax` once, above all panels (it would hide data inside one)."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(labels), frameon=False)
+    fig.legend(
+        handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(labels), frameon=False
+    )
 
 
 def _p_text(p: float | None) -> str:
@@ -117,8 +119,13 @@ def _grid(n: int, ncols: int = 3, panel: float = 2.4) -> tuple[Any, np.ndarray]:
     return fig, axes.flat[:n]
 
 
-def corner_plot(samples: np.ndarray, truth: np.ndarray, names: Sequence[str], title: str,
-                paths: Sequence[str | os.PathLike[str]]) -> None:
+def corner_plot(
+    samples: np.ndarray,
+    truth: np.ndarray,
+    names: Sequence[str],
+    title: str,
+    paths: Sequence[str | os.PathLike[str]],
+) -> None:
     """Corner plot of one image's posterior samples (S, P) with the true values marked."""
     import corner
 
@@ -127,7 +134,9 @@ def corner_plot(samples: np.ndarray, truth: np.ndarray, names: Sequence[str], ti
     with paper_style(), _rc({"xtick.labelsize": 11, "ytick.labelsize": 11}):
         fig = corner.corner(
             np.asarray(samples, dtype=np.float64),
-            bins=int(np.clip(np.sqrt(len(samples)) / 2, 10, 30)),  # 30 bins for 5,000 samples, fewer for fewer
+            bins=int(
+                np.clip(np.sqrt(len(samples)) / 2, 10, 30)
+            ),  # 30 bins for 5,000 samples, fewer for fewer
             smooth=1.0,
             labels=[p.axis_label for p in table],
             truths=np.asarray(truth, dtype=np.float64),
@@ -146,8 +155,16 @@ def corner_plot(samples: np.ndarray, truth: np.ndarray, names: Sequence[str], ti
         save_figure(fig, *paths)
 
 
-def predicted_vs_true(truth: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray, r2: Sequence[float],
-                      names: Sequence[str], box: Any, paths: Sequence[str | os.PathLike[str]]) -> None:
+def predicted_vs_true(
+    truth: np.ndarray,
+    mean: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    r2: Sequence[float],
+    names: Sequence[str],
+    box: Any,
+    paths: Sequence[str | os.PathLike[str]],
+) -> None:
     """Posterior mean against the true value per parameter, 68% intervals as error bars, identity line, R^2."""
     table = params_table.get(list(names))
     with paper_style():
@@ -155,8 +172,19 @@ def predicted_vs_true(truth: np.ndarray, mean: np.ndarray, low: np.ndarray, high
         for j, (ax, p) in enumerate(zip(axes, table, strict=True)):
             lo, hi = box.low[j], box.high[j]
             yerr = np.vstack([mean[:, j] - low[:, j], high[:, j] - mean[:, j]]).clip(min=0)
-            ax.errorbar(truth[:, j], mean[:, j], yerr=yerr, fmt="o", ms=1.8, lw=0.4, color="#1f4e79",
-                        ecolor="#1f4e79", alpha=0.5, elinewidth=0.4, capsize=0)
+            ax.errorbar(
+                truth[:, j],
+                mean[:, j],
+                yerr=yerr,
+                fmt="o",
+                ms=1.8,
+                lw=0.4,
+                color="#1f4e79",
+                ecolor="#1f4e79",
+                alpha=0.5,
+                elinewidth=0.4,
+                capsize=0,
+            )
             ax.plot([lo, hi], [lo, hi], color="#d62728", lw=1.0, label="1:1")
             ax.set_xlim(lo, hi)
             ax.set_ylim(lo, hi)
@@ -168,8 +196,14 @@ def predicted_vs_true(truth: np.ndarray, mean: np.ndarray, low: np.ndarray, high
         save_figure(fig, *paths)
 
 
-def residuals(truth: np.ndarray, mean: np.ndarray, stats: Mapping[str, Mapping[str, float]], names: Sequence[str],
-              box: Any, paths: Sequence[str | os.PathLike[str]]) -> None:
+def residuals(
+    truth: np.ndarray,
+    mean: np.ndarray,
+    stats: Mapping[str, Mapping[str, float]],
+    names: Sequence[str],
+    box: Any,
+    paths: Sequence[str | os.PathLike[str]],
+) -> None:
     """Residual (posterior mean - true) against the true value per parameter, with median and 68% band."""
     table = params_table.get(list(names))
     with paper_style():
@@ -181,20 +215,40 @@ def residuals(truth: np.ndarray, mean: np.ndarray, stats: Mapping[str, Mapping[s
             ax.axhline(0.0, color="k", lw=0.8)
             ax.axhline(s["median_residual"], color="#d62728", lw=1.0, label="median")
             for sign in (-1, 1):
-                ax.axhline(s["median_residual"] + sign * s["residual_halfwidth_68"], color="#d62728", lw=0.8,
-                           ls="--", label="68% half-width" if sign > 0 else None)
+                ax.axhline(
+                    s["median_residual"] + sign * s["residual_halfwidth_68"],
+                    color="#d62728",
+                    lw=0.8,
+                    ls="--",
+                    label="68% half-width" if sign > 0 else None,
+                )
             ax.set_xlim(box.low[j], box.high[j])
             ax.set_xlabel(f"true {p.axis_label}")
             unit = f" [{p.unit}]" if p.unit else ""
             ax.set_ylabel(f"residual {p.label}{unit}")
-            ax.text(0.04, 0.95, f"bias = {s['bias']:.3g}", transform=ax.transAxes, va="top", fontsize=8, bbox=LABEL_BOX)
+            ax.text(
+                0.04,
+                0.95,
+                f"bias = {s['bias']:.3g}",
+                transform=ax.transAxes,
+                va="top",
+                fontsize=8,
+                bbox=LABEL_BOX,
+            )
         fig.tight_layout()
         _top_legend(fig, axes[0])
         save_figure(fig, *paths)
 
 
-def coverage(levels: np.ndarray, empirical: np.ndarray, tarp_alpha: np.ndarray, tarp_ecp: np.ndarray, n_test: int,
-             names: Sequence[str], paths: Sequence[str | os.PathLike[str]]) -> None:
+def coverage(
+    levels: np.ndarray,
+    empirical: np.ndarray,
+    tarp_alpha: np.ndarray,
+    tarp_ecp: np.ndarray,
+    n_test: int,
+    names: Sequence[str],
+    paths: Sequence[str | os.PathLike[str]],
+) -> None:
     """Empirical against expected coverage of central credible intervals per parameter, TARP's joint curve, diagonal."""
     import matplotlib.pyplot as plt
 
@@ -214,15 +268,29 @@ def coverage(levels: np.ndarray, empirical: np.ndarray, tarp_alpha: np.ndarray, 
         ax.set_aspect("equal")
         ax.set_xlabel("credibility level")
         ax.set_ylabel("empirical coverage")
-        ax.text(0.97, 0.03, "below: over-confident", ha="right", va="bottom", fontsize=7.5, color="0.3",
-                transform=ax.transAxes)
+        ax.text(
+            0.97,
+            0.03,
+            "below: over-confident",
+            ha="right",
+            va="bottom",
+            fontsize=7.5,
+            color="0.3",
+            transform=ax.transAxes,
+        )
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
         fig.tight_layout()
         save_figure(fig, *paths)
 
 
-def sbc_ranks(ranks: np.ndarray, num_ranked: int, ks_pvalues: Sequence[float], names: Sequence[str],
-              paths: Sequence[str | os.PathLike[str]], bins: int | None = None) -> None:
+def sbc_ranks(
+    ranks: np.ndarray,
+    num_ranked: int,
+    ks_pvalues: Sequence[float],
+    names: Sequence[str],
+    paths: Sequence[str | os.PathLike[str]],
+    bins: int | None = None,
+) -> None:
     """Histograms of the SBC ranks per parameter, with the uniform expectation and its 99% binomial band.
 
     Ranks take the num_ranked + 1 integer values 0..num_ranked; bin edges are integers, and each bin's
@@ -239,8 +307,15 @@ def sbc_ranks(ranks: np.ndarray, num_ranked: int, ks_pvalues: Sequence[float], n
     with paper_style():
         fig, axes = _grid(len(table))
         for j, (ax, p) in enumerate(zip(axes, table, strict=True)):
-            ax.fill_between(edges, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post", color="0.85", lw=0,
-                            label="uniform: 99% band")
+            ax.fill_between(
+                edges,
+                np.append(lo, lo[-1]),
+                np.append(hi, hi[-1]),
+                step="post",
+                color="0.85",
+                lw=0,
+                label="uniform: 99% band",
+            )
             ax.stairs(n * p_bin, edges, color="k", lw=0.8, label="uniform: expected")
             ax.hist(ranks[:, j], bins=edges, histtype="stepfilled", color="#1f4e79", alpha=0.7)
             ax.set_xlim(0, num_ranked + 1)
@@ -252,7 +327,9 @@ def sbc_ranks(ranks: np.ndarray, num_ranked: int, ks_pvalues: Sequence[float], n
         save_figure(fig, *paths)
 
 
-def loss_curve(epochs_csv: str | os.PathLike[str], title: str, paths: Sequence[str | os.PathLike[str]]) -> None:
+def loss_curve(
+    epochs_csv: str | os.PathLike[str], title: str, paths: Sequence[str | os.PathLike[str]]
+) -> None:
     """Training and validation loss per epoch from the training job's epochs CSV, best epoch marked."""
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -263,8 +340,11 @@ def loss_curve(epochs_csv: str | os.PathLike[str], title: str, paths: Sequence[s
         raise DataError(epochs_csv, f"cannot read the epochs table ({exc})") from exc
     missing = {"epoch", "train_loss", "val_loss"} - set(table.columns)
     if missing or table.empty:
-        raise DataError(epochs_csv, f"expected columns epoch, train_loss, val_loss and one row per epoch "
-                                    f"(missing: {', '.join(sorted(missing)) or 'rows'})")
+        raise DataError(
+            epochs_csv,
+            f"expected columns epoch, train_loss, val_loss and one row per epoch "
+            f"(missing: {', '.join(sorted(missing)) or 'rows'})",
+        )
     best = table.loc[table["val_loss"].idxmin()]
     with paper_style():
         fig, ax = plt.subplots(figsize=(3.6, 2.7))
@@ -285,9 +365,11 @@ def comparison(table: Any, names: Sequence[str], paths: Sequence[str | os.PathLi
 
     labels = [p.label for p in params_table.get(list(names))]
     estimators = list(dict.fromkeys(table["estimator"]))
-    panels = (("r2", "$R^2$ of the posterior mean", None),
-              ("coverage_68", "coverage of 68% intervals", 0.68),
-              ("coverage_95", "coverage of 95% intervals", 0.95))
+    panels = (
+        ("r2", "$R^2$ of the posterior mean", None),
+        ("coverage_68", "coverage of 68% intervals", 0.68),
+        ("coverage_95", "coverage of 95% intervals", 0.95),
+    )
     x = np.arange(len(names))
     width = 0.8 / max(len(estimators), 1)
     with paper_style():
@@ -304,6 +386,8 @@ def comparison(table: Any, names: Sequence[str], paths: Sequence[str | os.PathLi
                 ax.set_ylim(0, 1.05)
             ax.set_ylabel(ylabel)
         axes[-1].set_xticks(x, labels)
-        axes[0].legend(ncols=min(len(estimators), 4), frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0))
+        axes[0].legend(
+            ncols=min(len(estimators), 4), frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0)
+        )
         fig.tight_layout()
         save_figure(fig, *paths)

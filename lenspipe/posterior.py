@@ -38,7 +38,12 @@ import torch
 
 from lenspipe.embedding import EmbeddingSettings, build_embedding_net
 from lenspipe.errors import ConfigError, DataError
-from lenspipe.estimators import BoundedEstimator, EstimatorSettings, density_estimator_builder, reference_theta
+from lenspipe.estimators import (
+    BoundedEstimator,
+    EstimatorSettings,
+    density_estimator_builder,
+    reference_theta,
+)
 from lenspipe.priors import PriorBox
 from lenspipe.seeds import derive_seed
 
@@ -107,7 +112,9 @@ def save(path: str | os.PathLike[str], record: Mapping[str, Any]) -> None:
 def from_record(record: Mapping[str, Any]) -> BoundedEstimator:
     """Rebuild the estimator of a record and load its weights (the caller's RNG state is left alone)."""
     settings = EstimatorSettings.from_config(record["estimator"], record["estimator_settings"])
-    embedding = EmbeddingSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["embedding"].items()})
+    embedding = EmbeddingSettings(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in record["embedding"].items()}
+    )
     box = PriorBox.from_dict(record["prior_box"])
     shape = [int(s) for s in record["image_shape"]]
     norm = record["normalisation"]
@@ -122,8 +129,9 @@ def from_record(record: Mapping[str, Any]) -> BoundedEstimator:
 class TrainedEstimator:
     """A trained estimator on a device: the sbi posterior, and fast batched sampling for many images."""
 
-    def __init__(self, path: Path, record: Mapping[str, Any], estimator: BoundedEstimator,
-                 device: torch.device) -> None:
+    def __init__(
+        self, path: Path, record: Mapping[str, Any], estimator: BoundedEstimator, device: torch.device
+    ) -> None:
         self.path = path
         self.name: str = record["estimator"]
         self.settings: dict[str, Any] = dict(record["estimator_settings"])
@@ -142,21 +150,35 @@ class TrainedEstimator:
         """sbi's posterior: the trained estimator with the saved prior box as prior."""
         from sbi.inference.posteriors import DirectPosterior
 
-        return DirectPosterior(posterior_estimator=self.estimator, prior=self.prior_box.sbi_prior(str(self.device)),
-                               device=str(self.device))
+        return DirectPosterior(
+            posterior_estimator=self.estimator,
+            prior=self.prior_box.sbi_prior(str(self.device)),
+            device=str(self.device),
+        )
 
     def check_images(self, images: np.ndarray) -> np.ndarray:
         """Images as float32 (N, bands, H, W); another shape is a DataError naming this estimator."""
         images = np.asarray(images, dtype=np.float32)
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise DataError(self.path, f"images of shape {tuple(images.shape)} given, this estimator expects "
-                                       f"(N, {', '.join(map(str, self.image_shape))}) (bands {', '.join(self.bands)})")
+            raise DataError(
+                self.path,
+                f"images of shape {tuple(images.shape)} given, this estimator expects "
+                f"(N, {', '.join(map(str, self.image_shape))}) (bands {', '.join(self.bands)})",
+            )
         if not np.isfinite(images).all():
             raise DataError(self.path, "images given to the estimator contain NaN or inf pixels")
         return images
 
-    def sample_images(self, images: np.ndarray, num_samples: int, seed: int, batch_size: int = 64,
-                      offset: int = 0, progress: bool = False, max_rows: int | None = None) -> np.ndarray:
+    def sample_images(
+        self,
+        images: np.ndarray,
+        num_samples: int,
+        seed: int,
+        batch_size: int = 64,
+        offset: int = 0,
+        progress: bool = False,
+        max_rows: int | None = None,
+    ) -> np.ndarray:
         """Posterior samples (N, num_samples, n_params) float32 for raw images (N, bands, H, W)."""
         from tqdm import tqdm
 
@@ -170,24 +192,33 @@ class TrainedEstimator:
                 x = torch.from_numpy(images[start : start + batch_size]).to(self.device)
                 first = offset + start
                 if self._noise_ok:
-                    out[start : start + len(x)] = self._sample_from_noise(x, num_samples, seed, first, rows_per_call)
+                    out[start : start + len(x)] = self._sample_from_noise(
+                        x, num_samples, seed, first, rows_per_call
+                    )
                 else:
                     out[start : start + len(x)] = self._sample_generic(x, num_samples, seed, first)
         return out
 
-    def _sample_from_noise(self, x: torch.Tensor, num_samples: int, seed: int, first: int,
-                           rows_per_call: int) -> np.ndarray:
+    def _sample_from_noise(
+        self, x: torch.Tensor, num_samples: int, seed: int, first: int, rows_per_call: int
+    ) -> np.ndarray:
         d = len(self.parameter_names)
         context = self.estimator.embed(x)
-        noise = torch.cat([
-            torch.randn(num_samples, d, generator=self._generator(seed, first + i), device=self.device)
-            for i in range(len(x))
-        ])
+        noise = torch.cat(
+            [
+                torch.randn(num_samples, d, generator=self._generator(seed, first + i), device=self.device)
+                for i in range(len(x))
+            ]
+        )
         image_of_row = torch.arange(noise.shape[0], device=self.device) // num_samples
-        theta = torch.cat([
-            self.estimator.sample_from_noise(noise[r : r + rows_per_call], context, image_of_row[r : r + rows_per_call])
-            for r in range(0, noise.shape[0], rows_per_call)
-        ])
+        theta = torch.cat(
+            [
+                self.estimator.sample_from_noise(
+                    noise[r : r + rows_per_call], context, image_of_row[r : r + rows_per_call]
+                )
+                for r in range(0, noise.shape[0], rows_per_call)
+            ]
+        )
         return theta.reshape(len(x), num_samples, d).cpu().numpy()
 
     def _sample_generic(self, x: torch.Tensor, num_samples: int, seed: int, first: int) -> np.ndarray:
@@ -212,8 +243,14 @@ class TrainedEstimator:
         single = theta.ndim == 2
         if single:
             theta = theta[:, None, :]
-        if theta.ndim != 3 or theta.shape[0] != images.shape[0] or theta.shape[2] != len(self.parameter_names):
-            raise ValueError(f"theta must be (N={images.shape[0]}, S, {len(self.parameter_names)}), got {theta.shape}")
+        if (
+            theta.ndim != 3
+            or theta.shape[0] != images.shape[0]
+            or theta.shape[2] != len(self.parameter_names)
+        ):
+            raise ValueError(
+                f"theta must be (N={images.shape[0]}, S, {len(self.parameter_names)}), got {theta.shape}"
+            )
         n, s, d = theta.shape
         out = np.empty((n, s), dtype=np.float32)
         inside = self.prior_box.contains(theta)
@@ -234,8 +271,11 @@ class TrainedEstimator:
         return ((np.asarray(self.prior_box.low) + np.asarray(self.prior_box.high)) / 2).astype(np.float32)
 
 
-def load(path: str | os.PathLike[str], device: str | torch.device = "cpu",
-         parameter_names: Sequence[str] | None = None) -> TrainedEstimator:
+def load(
+    path: str | os.PathLike[str],
+    device: str | torch.device = "cpu",
+    parameter_names: Sequence[str] | None = None,
+) -> TrainedEstimator:
     """Load a trained estimator (estimator.pt) onto `device`; `parameter_names`: what the config asks for."""
     path = Path(path)
     if not path.is_file():
@@ -248,8 +288,11 @@ def load(path: str | os.PathLike[str], device: str | torch.device = "cpu",
     if not isinstance(record, Mapping) or record.get("format") != FORMAT:
         raise DataError(path, f"not a lenspipe estimator (expected format {FORMAT})")
     if parameter_names is not None and list(parameter_names) != list(record["parameter_names"]):
-        raise DataError(path, f"trained for parameters {list(record['parameter_names'])}, the config asks for "
-                              f"{list(parameter_names)} (names and order): retrain it")
+        raise DataError(
+            path,
+            f"trained for parameters {list(record['parameter_names'])}, the config asks for "
+            f"{list(parameter_names)} (names and order): retrain it",
+        )
     device = _device(device)
     try:
         estimator = from_record(record).to(device)

@@ -33,17 +33,26 @@ def git_commit(path: str | os.PathLike[str] | None = None) -> dict[str, Any] | N
     """The git commit of the workflow checkout (and whether it had local changes), or None outside git."""
     cwd = Path(path) if path else Path.cwd()
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def record(params: Mapping[str, Any], seeds: Mapping[str, int] | None = None, rule: str | None = None) -> dict[str, Any]:
+def record(
+    params: Mapping[str, Any], seeds: Mapping[str, int] | None = None, rule: str | None = None
+) -> dict[str, Any]:
     """The provenance record of one job: rule, config slice (its params), seeds, packages, git, platform."""
     return {
         "rule": rule,
@@ -55,8 +64,12 @@ def record(params: Mapping[str, Any], seeds: Mapping[str, int] | None = None, ru
     }
 
 
-def write(path: str | os.PathLike[str], params: Mapping[str, Any], seeds: Mapping[str, int] | None = None,
-          rule: str | None = None) -> None:
+def write(
+    path: str | os.PathLike[str],
+    params: Mapping[str, Any],
+    seeds: Mapping[str, int] | None = None,
+    rule: str | None = None,
+) -> None:
     """Write the provenance JSON atomically."""
     atomic.write_json(path, record(params, seeds, rule))
 

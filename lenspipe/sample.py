@@ -49,7 +49,9 @@ class SampleSettings:
     threads: int = 1
 
     @classmethod
-    def from_params(cls, num_samples: int, global_seed: int, estimator: str, threads: int = 1) -> SampleSettings:
+    def from_params(
+        cls, num_samples: int, global_seed: int, estimator: str, threads: int = 1
+    ) -> SampleSettings:
         """Settings of one estimator's sampling job; the seed is derived from the global one and the name."""
         if int(num_samples) < 1:
             raise ConfigError("evaluation.num_samples", "at least 1 posterior sample per image", num_samples)
@@ -98,7 +100,9 @@ def sample_test_set(
     test = open_store(test_path, verify=True)
     names = list(est.parameter_names)
     if names != list(test.parameter_names):
-        raise DataError(estimator_path, f"estimator infers {names}, the test store holds {test.parameter_names}")
+        raise DataError(
+            estimator_path, f"estimator infers {names}, the test store holds {test.parameter_names}"
+        )
     n, s, p = len(test), settings.num_samples, len(names)
     if n == 0:
         raise DataError(test_path, "the test store holds no images")
@@ -110,12 +114,19 @@ def sample_test_set(
     hashes = list(spent["batch_sha256"])
     done = len(hashes)
     if done:
-        log.info("resuming %s from image %d of %d (%d finished batches verified)", partial, done * batch, n, done)
+        log.info(
+            "resuming %s from image %d of %d (%d finished batches verified)", partial, done * batch, n, done
+        )
     sampling_s = float(spent["sampling_s"])
     previous_wall = float(spent["wall_time_s"])
     n_batches = -(-n // batch)
-    for k in tqdm(range(done, n_batches), desc=f"sampling {estimator or 'posterior'}", unit="batch",
-                  initial=done, total=n_batches):
+    for k in tqdm(
+        range(done, n_batches),
+        desc=f"sampling {estimator or 'posterior'}",
+        unit="batch",
+        initial=done,
+        total=n_batches,
+    ):
         first = k * batch
         images = test.load_images(slice(first, first + batch))
         t0 = time.perf_counter()
@@ -126,21 +137,28 @@ def sample_test_set(
         arr[first : first + len(images)] = draws
         digest.update(draws.tobytes())
         hashes.append(hashlib.sha256(draws.tobytes()).hexdigest())
-        atomic.write_json(partial / RESUME_FILE, {
-            "fingerprint": fingerprint, "batch_sha256": hashes, "sampling_s": sampling_s,
-            "wall_time_s": previous_wall + time.perf_counter() - start_all,
-        })
+        atomic.write_json(
+            partial / RESUME_FILE,
+            {
+                "fingerprint": fingerprint,
+                "batch_sha256": hashes,
+                "sampling_s": sampling_s,
+                "wall_time_s": previous_wall + time.perf_counter() - start_all,
+            },
+        )
     table = params_table.get(names)
-    zarr.open_group(str(partial), mode="r+").attrs.update({
-        "parameter_names": names,
-        "units": [q.unit for q in table],
-        "labels": [q.label for q in table],
-        "prior_box": box.as_dict(),
-        "estimator": estimator,
-        "seed": settings.seed,
-        "images_per_batch": batch,
-        "checksum": digest.hexdigest(),
-    })
+    zarr.open_group(str(partial), mode="r+").attrs.update(
+        {
+            "parameter_names": names,
+            "units": [q.unit for q in table],
+            "labels": [q.label for q in table],
+            "prior_box": box.as_dict(),
+            "estimator": estimator,
+            "seed": settings.seed,
+            "images_per_batch": batch,
+            "checksum": digest.hexdigest(),
+        }
+    )
     (partial / RESUME_FILE).unlink()
     atomic.promote(partial, output)
     wall = previous_wall + time.perf_counter() - start_all
@@ -161,22 +179,40 @@ def sample_test_set(
     return timing
 
 
-def _fingerprint(estimator_path: str | os.PathLike[str], test_attrs: dict[str, Any], names: list[str],
-                 settings: SampleSettings, batch: int, device: str, n: int) -> str:
+def _fingerprint(
+    estimator_path: str | os.PathLike[str],
+    test_attrs: dict[str, Any],
+    names: list[str],
+    settings: SampleSettings,
+    batch: int,
+    device: str,
+    n: int,
+) -> str:
     """What a partial samples store must have been started with to be resumed: estimator bytes, test set, settings."""
     digest = hashlib.sha256()
     with open(estimator_path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    digest.update(json.dumps({
-        "test_checksums": test_attrs.get("checksums"), "n_images": n, "parameter_names": names,
-        "num_samples": settings.num_samples, "seed": settings.seed, "images_per_batch": batch, "device": device,
-    }, sort_keys=True).encode())
+    digest.update(
+        json.dumps(
+            {
+                "test_checksums": test_attrs.get("checksums"),
+                "n_images": n,
+                "parameter_names": names,
+                "num_samples": settings.num_samples,
+                "seed": settings.seed,
+                "images_per_batch": batch,
+                "device": device,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return digest.hexdigest()
 
 
-def _open_partial(partial: Path, fingerprint: str, shape: tuple[int, int, int],
-                  batch: int) -> tuple[Any, dict[str, Any], Any]:
+def _open_partial(
+    partial: Path, fingerprint: str, shape: tuple[int, int, int], batch: int
+) -> tuple[Any, dict[str, Any], Any]:
     """The partial store's samples array, the state saved with its finished batches, and their running SHA-256.
 
     A partial store started with other inputs or settings, or whose finished batches do not match their
@@ -192,7 +228,11 @@ def _open_partial(partial: Path, fingerprint: str, shape: tuple[int, int, int],
             state = json.loads(state_path.read_text())
             arr = zarr.open_group(str(partial), mode="r+")["samples"]
             hashes = list(state["batch_sha256"])
-            ok = state["fingerprint"] == fingerprint and tuple(arr.shape) == shape and len(hashes) <= -(-shape[0] // batch)
+            ok = (
+                state["fingerprint"] == fingerprint
+                and tuple(arr.shape) == shape
+                and len(hashes) <= -(-shape[0] // batch)
+            )
             digest = hashlib.sha256()
             for k, expected in enumerate(hashes if ok else []):
                 got = np.ascontiguousarray(arr[k * batch : (k + 1) * batch], dtype=np.float32).tobytes()
@@ -206,8 +246,9 @@ def _open_partial(partial: Path, fingerprint: str, shape: tuple[int, int, int],
             log.warning("partial samples %s cannot be resumed (%s): starting over", partial, exc)
     atomic.remove(partial)
     group = zarr.open_group(str(partial), mode="w")
-    arr = group.create_array("samples", shape=shape, chunks=(min(batch, shape[0]), *shape[1:]), dtype="float32",
-                             **zarr_codecs())
+    arr = group.create_array(
+        "samples", shape=shape, chunks=(min(batch, shape[0]), *shape[1:]), dtype="float32", **zarr_codecs()
+    )
     return arr, fresh, hashlib.sha256()
 
 
@@ -215,12 +256,16 @@ def _checked(draws: Any, shape: tuple[int, ...], box: PriorBox, source: Any, fir
     """The estimator's draws as float32, after checking their shape, finiteness and the prior box."""
     draws = np.ascontiguousarray(draws, dtype=np.float32)
     if draws.shape != shape:
-        raise DataError(source, f"sample_images returned shape {draws.shape}, expected {shape} (images from {first})")
+        raise DataError(
+            source, f"sample_images returned shape {draws.shape}, expected {shape} (images from {first})"
+        )
     if not np.all(np.isfinite(draws)):
         raise DataError(source, f"non-finite posterior samples for test images from {first}")
     outside = int((~box.contains(draws)).sum())
     if outside:
-        raise DataError(source, f"{outside} posterior samples outside the prior box (test images from {first})")
+        raise DataError(
+            source, f"{outside} posterior samples outside the prior box (test images from {first})"
+        )
     return draws
 
 

@@ -48,16 +48,29 @@ class SimulationSettings:
         """Build from {simulation, priors, parameters, shard, size, seed} (rules/common.smk: simulate_params)."""
         try:
             simulation, priors = params["simulation"], params["priors"]
-            parameters, shard, size, seed = params["parameters"], params["shard"], params["size"], params["seed"]
+            parameters, shard, size, seed = (
+                params["parameters"],
+                params["shard"],
+                params["size"],
+                params["seed"],
+            )
         except KeyError as exc:
-            raise ConfigError(str(exc.args[0]), "a value in the simulate params (the key is missing)") from exc
+            raise ConfigError(
+                str(exc.args[0]), "a value in the simulate params (the key is missing)"
+            ) from exc
         nonfinite = str(simulation.get("nonfinite", "fail"))
         if nonfinite not in NONFINITE_MODES:
             raise ConfigError("simulation.nonfinite", "one of " + ", ".join(NONFINITE_MODES), nonfinite)
         if int(size) < 1:
             raise ConfigError("simulation.n_images", "at least one image per shard", size)
-        return cls(deeplens.SimulatorSpec.from_config(simulation, priors), tuple(parameters), int(shard), int(size),
-                   int(seed), nonfinite)
+        return cls(
+            deeplens.SimulatorSpec.from_config(simulation, priors),
+            tuple(parameters),
+            int(shard),
+            int(size),
+            int(seed),
+            nonfinite,
+        )
 
     @property
     def name(self) -> str:
@@ -93,17 +106,24 @@ def simulate_shard(settings: SimulationSettings) -> Shard:
     have = nonfinite = 0
     while have < settings.size:
         if len(calls) == MAX_CALLS:
-            raise DataError(settings.name, f"only {have} of {settings.size} images after {MAX_CALLS} deeplenstronomy calls")
+            raise DataError(
+                settings.name,
+                f"only {have} of {settings.size} images after {MAX_CALLS} deeplenstronomy calls",
+            )
         need = settings.size - have
         batch = deeplens.simulate(spec, need + EXPECTED_LOSS, call_seed(settings.seed, len(calls)))
         bad = ~np.isfinite(batch.images).all(axis=(1, 2, 3))
         if bad.any():
             if settings.nonfinite == "fail":
-                raise DataError(settings.name, f"{int(bad.sum())} images with NaN/inf pixels (simulation.nonfinite: fail)")
+                raise DataError(
+                    settings.name, f"{int(bad.sum())} images with NaN/inf pixels (simulation.nonfinite: fail)"
+                )
             nonfinite += int(bad.sum())
             batch = batch.select(~bad)
         batch = batch.select(slice(0, need))
-        calls.append({"seed": batch.seed, "requested": batch.requested, "returned": batch.returned, "kept": len(batch)})
+        calls.append(
+            {"seed": batch.seed, "requested": batch.requested, "returned": batch.returned, "kept": len(batch)}
+        )
         batch.metadata.insert(0, "call", len(calls) - 1)
         batch.metadata.insert(1, "call_seed", batch.seed)
         batches.append(batch)
@@ -113,7 +133,9 @@ def simulate_shard(settings: SimulationSettings) -> Shard:
     images = np.concatenate([b.images for b in batches], dtype=np.float32)
     theta64 = deeplens.labels(meta, settings.parameters, spec.bands[0])
     check_einstein_radius(meta, spec, settings.name)
-    return Shard(images, theta64.astype(np.float32), deeplens.parquet_safe(meta), batches[0].yaml, calls, nonfinite)
+    return Shard(
+        images, theta64.astype(np.float32), deeplens.parquet_safe(meta), batches[0].yaml, calls, nonfinite
+    )
 
 
 def check_einstein_radius(meta: pd.DataFrame, spec: deeplens.SimulatorSpec, name: str) -> None:
@@ -145,17 +167,33 @@ def store_attrs(settings: SimulationSettings, shard: Shard) -> dict[str, Any]:
     }
 
 
-def run_shard(params: Mapping[str, Any], store: str | os.PathLike[str], yaml_path: str | os.PathLike[str]) -> Shard:
+def run_shard(
+    params: Mapping[str, Any], store: str | os.PathLike[str], yaml_path: str | os.PathLike[str]
+) -> Shard:
     """Rule simulate: simulate one shard, write its deeplenstronomy YAML and its store (both atomically)."""
     settings = SimulationSettings.from_params(params)
     start = time.perf_counter()
     shard = simulate_shard(settings)
     write_text(yaml_path, shard.yaml)
-    write_store(store, shard.images, shard.theta, settings.parameters, attrs=store_attrs(settings, shard),
-                metadata=shard.metadata)
+    write_store(
+        store,
+        shard.images,
+        shard.theta,
+        settings.parameters,
+        attrs=store_attrs(settings, shard),
+        metadata=shard.metadata,
+    )
     elapsed = time.perf_counter() - start
     simulated = sum(c["requested"] for c in shard.calls)
-    log.info("%s: %d images (seed %d, %d deeplenstronomy call(s), %d simulated, %d non-finite dropped) in %.1f s, %.1f img/s",
-             settings.name, len(shard), settings.seed, len(shard.calls), simulated, shard.nonfinite_dropped, elapsed,
-             len(shard) / elapsed)
+    log.info(
+        "%s: %d images (seed %d, %d deeplenstronomy call(s), %d simulated, %d non-finite dropped) in %.1f s, %.1f img/s",
+        settings.name,
+        len(shard),
+        settings.seed,
+        len(shard.calls),
+        simulated,
+        shard.nonfinite_dropped,
+        elapsed,
+        len(shard) / elapsed,
+    )
     return shard

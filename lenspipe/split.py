@@ -46,8 +46,14 @@ def split_shards(
     names = stores[0].parameter_names
     bands = stores[0].bands
     for store in stores[1:]:
-        if store.parameter_names != names or store.bands != bands or store.images.shape[1:] != stores[0].images.shape[1:]:
-            raise DataError(store.path, f"shard layout differs from {stores[0].path} (parameters, bands or image shape)")
+        if (
+            store.parameter_names != names
+            or store.bands != bands
+            or store.images.shape[1:] != stores[0].images.shape[1:]
+        ):
+            raise DataError(
+                store.path, f"shard layout differs from {stores[0].path} (parameters, bands or image shape)"
+            )
     images = np.concatenate([s.load_images() for s in stores])
     theta = np.concatenate([s.theta for s in stores])
     frames = []
@@ -63,11 +69,20 @@ def split_shards(
     order = np.random.default_rng(settings.seed).permutation(n)
     test_idx, train_idx = np.sort(order[:n_test]), np.sort(order[n_test:])
     stats = normalisation(images[train_idx], bands)
-    common = {key: stores[0].attrs[key] for key in ("bands", "pixel_scale", "survey", "sky_noise") if key in stores[0].attrs}
+    common = {
+        key: stores[0].attrs[key]
+        for key in ("bands", "pixel_scale", "survey", "sky_noise")
+        if key in stores[0].attrs
+    }
     for part, idx, path in (("train", train_idx, train_path), ("test", test_idx, test_path)):
-        write_store(path, images[idx], theta[idx], names,
-                    attrs={**common, "part": part, "split_seed": settings.seed, "n_shards": len(stores)},
-                    metadata=metadata.iloc[idx].reset_index(drop=True))
+        write_store(
+            path,
+            images[idx],
+            theta[idx],
+            names,
+            attrs={**common, "part": part, "split_seed": settings.seed, "n_shards": len(stores)},
+            metadata=metadata.iloc[idx].reset_index(drop=True),
+        )
         log.info("%s: %d images -> %s", part, len(idx), path)
     atomic.write_json(normalisation_path, stats)
     return stats
@@ -78,8 +93,15 @@ def normalisation(images: np.ndarray, bands: Sequence[str]) -> dict:
     flat = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1).astype(np.float64)
     std = flat.std(axis=1)
     if not np.all(np.isfinite(std)) or np.any(std <= 0):
-        raise DataError("training images", f"per-band standard deviations must be finite and > 0, got {std.tolist()}")
-    return {"bands": list(bands), "mean": flat.mean(axis=1).tolist(), "std": std.tolist(), "n_train": int(images.shape[0])}
+        raise DataError(
+            "training images", f"per-band standard deviations must be finite and > 0, got {std.tolist()}"
+        )
+    return {
+        "bands": list(bands),
+        "mean": flat.mean(axis=1).tolist(),
+        "std": std.tolist(),
+        "n_train": int(images.shape[0]),
+    }
 
 
 def read_normalisation(path: str | os.PathLike[str]) -> dict:

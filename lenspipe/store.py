@@ -47,7 +47,9 @@ def write_store(
     if images.ndim != 4:
         raise ValueError(f"images must be (n, bands, H, W), got shape {images.shape}")
     if theta.shape != (images.shape[0], len(parameter_names)):
-        raise ValueError(f"theta shape {theta.shape} does not match {images.shape[0]} images x {len(parameter_names)} parameters")
+        raise ValueError(
+            f"theta shape {theta.shape} does not match {images.shape[0]} images x {len(parameter_names)} parameters"
+        )
     with atomic_path(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w")
         chunk = max(1, min(chunk_size, images.shape[0]))
@@ -56,7 +58,11 @@ def write_store(
         )
         img[:] = images
         th = group.create_array(
-            "theta", shape=theta.shape, chunks=theta.shape if theta.size else (1, 1), dtype="float32", **zarr_codecs()
+            "theta",
+            shape=theta.shape,
+            chunks=theta.shape if theta.size else (1, 1),
+            dtype="float32",
+            **zarr_codecs(),
         )
         th[:] = theta
         table = params_table.get(list(parameter_names))

@@ -98,8 +98,11 @@ class ExecutionSettings:
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any], threads: int | None = None) -> ExecutionSettings:
-        return cls(str(training.get("device", "auto")), str(training.get("gpu_fallback", "warn")),
-                   int(threads if threads is not None else training.get("threads", 1)))
+        return cls(
+            str(training.get("device", "auto")),
+            str(training.get("gpu_fallback", "warn")),
+            int(threads if threads is not None else training.get("threads", 1)),
+        )
 
 
 @dataclass(frozen=True)
@@ -166,8 +169,14 @@ class TrainOutputs:
     @classmethod
     def in_dir(cls, folder: str | os.PathLike[str]) -> TrainOutputs:
         folder = Path(folder)
-        return cls(folder / "estimator.pt", folder / "epochs.csv", folder / "summary.json", folder / "loss.pdf",
-                   folder / "loss.png", folder / "provenance.json")
+        return cls(
+            folder / "estimator.pt",
+            folder / "epochs.csv",
+            folder / "summary.json",
+            folder / "loss.pdf",
+            folder / "loss.png",
+            folder / "provenance.json",
+        )
 
     @classmethod
     def from_mapping(cls, outputs: Mapping[str, Any]) -> TrainOutputs:
@@ -222,9 +231,17 @@ class FitResult:
 class Trainer:
     """Trains an sbi density estimator on TrainingData epoch by epoch, checkpointing after each epoch."""
 
-    def __init__(self, estimator: BoundedEstimator, data: TrainingData, settings: TrainingSettings,
-                 device: torch.device, seed: int, checkpoint: Path | None = None, fingerprint: str = "",
-                 label: str = "") -> None:
+    def __init__(
+        self,
+        estimator: BoundedEstimator,
+        data: TrainingData,
+        settings: TrainingSettings,
+        device: torch.device,
+        seed: int,
+        checkpoint: Path | None = None,
+        fingerprint: str = "",
+        label: str = "",
+    ) -> None:
         self.estimator = estimator.to(device)
         self.data = data.to(device)
         self.settings = settings
@@ -248,12 +265,24 @@ class Trainer:
         best_val, best_epoch, since, best_state, before = math.inf, 0, 0, None, 0.0
         resumed_from = None
         if state is not None:
-            rows, best_val, best_epoch, since, before = (state["rows"], state["best_val_loss"], state["best_epoch"],
-                                                         state["since_improvement"], state["elapsed_s"])
-            best_state = state["best_state"] if state["best_state"] is not None else copy.deepcopy(state["model"])
+            rows, best_val, best_epoch, since, before = (
+                state["rows"],
+                state["best_val_loss"],
+                state["best_epoch"],
+                state["since_improvement"],
+                state["elapsed_s"],
+            )
+            best_state = (
+                state["best_state"] if state["best_state"] is not None else copy.deepcopy(state["model"])
+            )
             resumed_from = len(rows)
-            log.info("%sresuming from the checkpoint after epoch %d (best %.4f at epoch %d)", self._prefix(),
-                     resumed_from, best_val, best_epoch)
+            log.info(
+                "%sresuming from the checkpoint after epoch %d (best %.4f at epoch %d)",
+                self._prefix(),
+                resumed_from,
+                best_val,
+                best_epoch,
+            )
         epoch = len(rows)
         while epoch < s.max_epochs and since < s.stop_after_epochs:
             t0 = time.perf_counter()
@@ -261,23 +290,42 @@ class Trainer:
             val_loss = self._validate()
             epoch += 1
             if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-                raise LenspipeError(f"training {self.label}: non-finite loss at epoch {epoch} (train {train_loss}, "
-                                    f"validation {val_loss}); the last checkpoint is epoch {epoch - 1}")
+                raise LenspipeError(
+                    f"training {self.label}: non-finite loss at epoch {epoch} (train {train_loss}, "
+                    f"validation {val_loss}); the last checkpoint is epoch {epoch - 1}"
+                )
             if val_loss < best_val:
                 best_val, best_epoch, since = val_loss, epoch, 0
                 best_state = _cpu_copy(self.estimator.state_dict())
             else:
                 since += 1
             rows.append([epoch, train_loss, val_loss, time.perf_counter() - t0])
-            self._save_checkpoint(rows, best_val, best_epoch, since, best_state, before + time.perf_counter() - start)
-            log.info("%sepoch %d/%d: train_loss %.4f val_loss %.4f (best %.4f at epoch %d) %.1f s, elapsed %.1f s",
-                     self._prefix(), epoch, s.max_epochs, train_loss, val_loss, best_val, best_epoch, rows[-1][3],
-                     before + time.perf_counter() - start)
+            self._save_checkpoint(
+                rows, best_val, best_epoch, since, best_state, before + time.perf_counter() - start
+            )
+            log.info(
+                "%sepoch %d/%d: train_loss %.4f val_loss %.4f (best %.4f at epoch %d) %.1f s, elapsed %.1f s",
+                self._prefix(),
+                epoch,
+                s.max_epochs,
+                train_loss,
+                val_loss,
+                best_val,
+                best_epoch,
+                rows[-1][3],
+                before + time.perf_counter() - start,
+            )
         if best_state is not None:
             self.estimator.load_state_dict(best_state)
         stopped = "early_stopping" if since >= s.stop_after_epochs else "max_epochs"
-        log.info("%sstopped after %d epochs (%s); best validation loss %.4f at epoch %d", self._prefix(), epoch,
-                 stopped.replace("_", " "), best_val, best_epoch)
+        log.info(
+            "%sstopped after %d epochs (%s); best validation loss %.4f at epoch %d",
+            self._prefix(),
+            epoch,
+            stopped.replace("_", " "),
+            best_val,
+            best_epoch,
+        )
         return FitResult(rows, best_epoch, best_val, stopped, resumed_from, before)
 
     def _train_epoch(self) -> float:
@@ -311,8 +359,15 @@ class Trainer:
     def _prefix(self) -> str:
         return f"{self.label}: " if self.label else ""
 
-    def _save_checkpoint(self, rows: list[list[float]], best_val: float, best_epoch: int, since: int,
-                         best_state: dict | None, elapsed: float) -> None:
+    def _save_checkpoint(
+        self,
+        rows: list[list[float]],
+        best_val: float,
+        best_epoch: int,
+        since: int,
+        best_state: dict | None,
+        elapsed: float,
+    ) -> None:
         if self.checkpoint is None:
             return
         is_current = best_epoch == len(rows)
@@ -344,12 +399,19 @@ class Trainer:
             if state.get("format") != CHECKPOINT_FORMAT:
                 raise ValueError("unknown format")
         except Exception as exc:
-            log.warning("%signoring unreadable checkpoint %s (%s): training from scratch", self._prefix(), path,
-                        type(exc).__name__)
+            log.warning(
+                "%signoring unreadable checkpoint %s (%s): training from scratch",
+                self._prefix(),
+                path,
+                type(exc).__name__,
+            )
             return None
         if state["fingerprint"] != self.fingerprint:
-            log.info("%signoring checkpoint %s: made with other settings or data; training from scratch",
-                     self._prefix(), path)
+            log.info(
+                "%signoring checkpoint %s: made with other settings or data; training from scratch",
+                self._prefix(),
+                path,
+            )
             return None
         self.estimator.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -377,8 +439,13 @@ def _cpu_copy(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]
 # One training job, end to end.
 
 
-def train(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str | os.PathLike[str],
-          outputs: TrainOutputs, execution: ExecutionSettings | None = None) -> dict[str, Any]:
+def train(
+    job: TrainJob,
+    train_store: str | os.PathLike[str],
+    normalisation: str | os.PathLike[str],
+    outputs: TrainOutputs,
+    execution: ExecutionSettings | None = None,
+) -> dict[str, Any]:
     """Train `job` on the split's training store and write its outputs; returns the summary."""
     execution = execution or ExecutionSettings()
     wall_start = time.perf_counter()
@@ -387,25 +454,54 @@ def train(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str
     device = device_choice.device
     norm = Normalisation.from_file(normalisation)
     if list(norm.bands) != list(job.bands):
-        raise DataError(normalisation, f"statistics for bands {list(norm.bands)}, the config asks for {list(job.bands)}")
-    data = load_training_data(train_store, job.parameter_names, job.bands, job.box,
-                              job.training.validation_fraction, job.validation_seed)
+        raise DataError(
+            normalisation, f"statistics for bands {list(norm.bands)}, the config asks for {list(job.bands)}"
+        )
+    data = load_training_data(
+        train_store,
+        job.parameter_names,
+        job.bands,
+        job.box,
+        job.training.validation_fraction,
+        job.validation_seed,
+    )
     if data.image_shape != job.image_shape:
-        raise DataError(train_store, f"images are {data.image_shape}, the config asks for {job.image_shape} "
-                                     "(bands, num_pix, num_pix)")
-    log.info("%s: %d training and %d validation pairs, images %s, flow %s", job.name, data.n_train,
-             data.n_validation, "x".join(map(str, data.image_shape)), job.estimator.flow)
+        raise DataError(
+            train_store,
+            f"images are {data.image_shape}, the config asks for {job.image_shape} (bands, num_pix, num_pix)",
+        )
+    log.info(
+        "%s: %d training and %d validation pairs, images %s, flow %s",
+        job.name,
+        data.n_train,
+        data.n_validation,
+        "x".join(map(str, data.image_shape)),
+        job.estimator.flow,
+    )
 
     fit_start = time.perf_counter()
     torch.manual_seed(job.train_seed)
     theta_ref, x_ref = data.reference()
-    estimator = build_estimator(job.estimator, job.embedding, job.box, data.image_shape, norm.mean, norm.std,
-                                theta_ref, x_ref)
+    estimator = build_estimator(
+        job.estimator, job.embedding, job.box, data.image_shape, norm.mean, norm.std, theta_ref, x_ref
+    )
     n_weights = count_parameters(estimator)
-    log.info("%s: %d trainable parameters (embedding %d)", job.name, n_weights,
-             count_parameters(estimator.embedding_net))
-    trainer = Trainer(estimator, data, job.training, device, job.train_seed, outputs.checkpoint,
-                      fingerprint(job, train_store, norm), label=job.name)
+    log.info(
+        "%s: %d trainable parameters (embedding %d)",
+        job.name,
+        n_weights,
+        count_parameters(estimator.embedding_net),
+    )
+    trainer = Trainer(
+        estimator,
+        data,
+        job.training,
+        device,
+        job.train_seed,
+        outputs.checkpoint,
+        fingerprint(job, train_store, norm),
+        label=job.name,
+    )
     result = trainer.fit()
     fit_s = time.perf_counter() - fit_start
 
@@ -419,26 +515,41 @@ def train(job: TrainJob, train_store: str | os.PathLike[str], normalisation: str
         "stopped": result.stopped,
         "resumed_from_epoch": result.resumed_from,
         "wall_time_s": round(result.previous_s + time.perf_counter() - wall_start, 3),
-        "fit_time_s": round(fit_s, 3),  # this session: build the networks and run the epochs (as sbi's .train())
+        "fit_time_s": round(
+            fit_s, 3
+        ),  # this session: build the networks and run the epochs (as sbi's .train())
         "device": describe(device),
         "device_warning": device_choice.warning,
-        "train_pairs_per_s": round(data.n_train * result.epochs / epoch_seconds, 2) if epoch_seconds > 0 else None,
+        "train_pairs_per_s": round(data.n_train * result.epochs / epoch_seconds, 2)
+        if epoch_seconds > 0
+        else None,
         "n_train": data.n_train,
         "n_validation": data.n_validation,
         "n_weights": n_weights,
         "seed": job.train_seed,
     }
-    record = estimator_record(estimator, job.estimator, job.embedding, job.parameter_names, job.box,
-                              norm.as_dict(), data.image_shape,
-                              {k: summary[k] for k in ("epochs", "best_epoch", "best_val_loss", "stopped", "seed")})
+    record = estimator_record(
+        estimator,
+        job.estimator,
+        job.embedding,
+        job.parameter_names,
+        job.box,
+        norm.as_dict(),
+        data.image_shape,
+        {k: summary[k] for k in ("epochs", "best_epoch", "best_val_loss", "stopped", "seed")},
+    )
     save(outputs.estimator, record)
     write_epochs(outputs.epochs, result.rows)
     plot_losses(result.rows, result.best_epoch, job.name, outputs.loss_pdf, outputs.loss_png)
     if outputs.provenance is not None:
         from lenspipe import provenance
 
-        provenance.write(outputs.provenance, job.params, {"train": job.train_seed, "validation": job.validation_seed},
-                         rule="train")
+        provenance.write(
+            outputs.provenance,
+            job.params,
+            {"train": job.train_seed, "validation": job.validation_seed},
+            rule="train",
+        )
     atomic.write_json(outputs.summary, summary)
     outputs.checkpoint.unlink(missing_ok=True)  # finished: nothing to resume
     log.info("%s: wrote %s", job.name, outputs.estimator)
@@ -450,8 +561,16 @@ def fingerprint(job: TrainJob, train_store: str | os.PathLike[str], norm: Normal
     from lenspipe.store import open_store
 
     checksums = open_store(train_store, verify=False).attrs.get("checksums", {})
-    text = json.dumps({"params": plain(job.params), "estimator": job.name, "data": checksums,
-                       "normalisation": norm.as_dict()}, sort_keys=True, default=str)
+    text = json.dumps(
+        {
+            "params": plain(job.params),
+            "estimator": job.name,
+            "data": checksums,
+            "normalisation": norm.as_dict(),
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -466,8 +585,13 @@ def write_epochs(path: str | os.PathLike[str], rows: Sequence[Sequence[float]]) 
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 
-def plot_losses(rows: Sequence[Sequence[float]], best_epoch: int, title: str, pdf: str | os.PathLike[str],
-                png: str | os.PathLike[str]) -> None:
+def plot_losses(
+    rows: Sequence[Sequence[float]],
+    best_epoch: int,
+    title: str,
+    pdf: str | os.PathLike[str],
+    png: str | os.PathLike[str],
+) -> None:
     """Training and validation loss per epoch, best epoch marked; PDF and PNG with no timestamps (reproducible)."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -476,7 +600,13 @@ def plot_losses(rows: Sequence[Sequence[float]], best_epoch: int, title: str, pd
     from lenspipe.plots import save_figure
 
     epochs = [int(r[0]) for r in rows]
-    style = {"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7, "pdf.fonttype": 42, "svg.hashsalt": "lenspipe"}
+    style = {
+        "font.size": 8,
+        "axes.titlesize": 8,
+        "legend.fontsize": 7,
+        "pdf.fonttype": 42,
+        "svg.hashsalt": "lenspipe",
+    }
     with matplotlib.rc_context(style):
         fig = Figure(figsize=(3.4, 2.5), layout="constrained")
         FigureCanvasAgg(fig)
@@ -510,14 +640,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outdir", required=True)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        force=True)
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True
+    )
     try:
         config = load_config(args.config)
         check_config(config)
         job = TrainJob.from_params(training_params(config, args.estimator), args.estimator)
-        train(job, args.train_store, args.normalisation, TrainOutputs.in_dir(args.outdir),
-              ExecutionSettings.from_config(config["training"], args.threads))
+        train(
+            job,
+            args.train_store,
+            args.normalisation,
+            TrainOutputs.in_dir(args.outdir),
+            ExecutionSettings.from_config(config["training"], args.threads),
+        )
     except LenspipeError as exc:
         print(f"lenspipe: {exc}", file=sys.stderr)
         return 1

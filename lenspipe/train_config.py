@@ -35,7 +35,10 @@ def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
 def execution_params(config: Mapping[str, Any]) -> dict[str, str]:
     """Where the training runs (device, GPU fallback): a params entry of its own, read by the job from params."""
     training = config["training"]
-    return {"device": str(training.get("device", "auto")), "gpu_fallback": str(training.get("gpu_fallback", "warn"))}
+    return {
+        "device": str(training.get("device", "auto")),
+        "gpu_fallback": str(training.get("gpu_fallback", "warn")),
+    }
 
 
 def train_params(config: Mapping[str, Any]) -> Callable[[Any], dict[str, Any]]:

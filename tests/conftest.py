@@ -22,10 +22,14 @@ def tiny_config() -> dict:
     return copy.deepcopy(yaml.safe_load((REPO / "config" / "test.yaml").read_text()))
 
 
-def snakemake(args: list[str], cwd: Path, timeout: float = 1200, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    args: list[str], cwd: Path, timeout: float = 1200, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run this venv's snakemake in `cwd` and return the completed process (output captured)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"

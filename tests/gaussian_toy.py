@@ -18,8 +18,13 @@ NAMES = ["sigma_v", "theta_E", "e1"]
 BOX = PriorBox(tuple(NAMES), (150.0, 0.5, -0.4), (400.0, 2.5, 0.4))
 
 
-def gaussian_toy(n: int, n_samples: int, n_params: int = 2, seed: int = 0, scale: float = 1.0,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_toy(
+    n: int,
+    n_samples: int,
+    n_params: int = 2,
+    seed: int = 0,
+    scale: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Samples (n, n_samples, n_params) and true values (n, n_params) of the toy theta ~ N(0, 1), x = theta + N(0, 0.5^2).
 
     The exact posterior is N(0.8 x, 0.2); `scale` multiplies its width (1: calibrated, < 1: over-confident).
@@ -50,16 +55,21 @@ class StandInEstimator:
     def posterior(self) -> None:
         return None
 
-    def sample_images(self, images: np.ndarray, num_samples: int, seed: int, batch_size: int = 64,
-                      offset: int = 0) -> np.ndarray:
+    def sample_images(
+        self, images: np.ndarray, num_samples: int, seed: int, batch_size: int = 64, offset: int = 0
+    ) -> np.ndarray:
         if len(self.offsets) == self.fail_at_call:
             raise RuntimeError("stand-in estimator killed")
         self.offsets.append(offset)
         low, high = np.asarray(self.prior_box.low), np.asarray(self.prior_box.high)
         p = len(low)
         u = np.clip(images[:, 0, 0, :p].astype(np.float64), 0.01, 0.99)
-        noise = np.stack([np.random.default_rng(derive_seed(seed, offset + i)).normal(size=(num_samples, p))
-                          for i in range(len(images))])
+        noise = np.stack(
+            [
+                np.random.default_rng(derive_seed(seed, offset + i)).normal(size=(num_samples, p))
+                for i in range(len(images))
+            ]
+        )
         z = np.log(u / (1 - u))[:, None, :] + self.width * noise
         draws = low + (high - low) / (1 + np.exp(-z))
         if self.outside:
@@ -91,8 +101,9 @@ def install_stand_in(monkeypatch: pytest.MonkeyPatch, estimator: StandInEstimato
     return calls
 
 
-def write_untrained_estimator(path: Path, box: PriorBox = BOX, image_shape: tuple[int, int, int] = (2, 4, 8),
-                              flow: str = "maf") -> Path:
+def write_untrained_estimator(
+    path: Path, box: PriorBox = BOX, image_shape: tuple[int, int, int] = (2, 4, 8), flow: str = "maf"
+) -> Path:
     """A real estimator.pt (lenspipe.posterior's format) with untrained weights: the contract without training."""
     import torch
 
@@ -101,11 +112,23 @@ def write_untrained_estimator(path: Path, box: PriorBox = BOX, image_shape: tupl
 
     settings = EstimatorSettings.from_config(flow, {"flow": flow, "num_transforms": 2, "hidden_features": 16})
     embedding = EmbeddingSettings((4,), 8, 4)
-    norm = {"bands": ["g", "r"][: image_shape[0]], "mean": [0.0] * image_shape[0], "std": [1.0] * image_shape[0]}
+    norm = {
+        "bands": ["g", "r"][: image_shape[0]],
+        "mean": [0.0] * image_shape[0],
+        "std": [1.0] * image_shape[0],
+    }
     theta = reference_theta(box)
     torch.manual_seed(0)
-    estimator = posterior.build_estimator(settings, embedding, box, image_shape, norm["mean"], norm["std"], theta,
-                                          torch.zeros(theta.shape[0], *image_shape))
+    estimator = posterior.build_estimator(
+        settings,
+        embedding,
+        box,
+        image_shape,
+        norm["mean"],
+        norm["std"],
+        theta,
+        torch.zeros(theta.shape[0], *image_shape),
+    )
     record = posterior.estimator_record(estimator, settings, embedding, box.names, box, norm, image_shape, {})
     posterior.save(path, record)
     return path

@@ -32,8 +32,13 @@ def test_sbc_ranks_equal_sbi() -> None:
 
     samples, theta = gaussian_toy(40, 50, 3, seed=3)
     ours = calibration.sbc_ranks(samples, theta.astype(np.float32), 50)
-    theirs = _run_sbc(torch.as_tensor(theta, dtype=torch.float32), torch.zeros(40, 1),
-                      torch.as_tensor(samples).permute(1, 0, 2), "marginals", show_progress_bar=False)
+    theirs = _run_sbc(
+        torch.as_tensor(theta, dtype=torch.float32),
+        torch.zeros(40, 1),
+        torch.as_tensor(samples).permute(1, 0, 2),
+        "marginals",
+        show_progress_bar=False,
+    )
     np.testing.assert_array_equal(ours, theirs.numpy().astype(np.int64))
 
 
@@ -56,8 +61,13 @@ def test_tarp_equals_sbi_on_the_same_samples() -> None:
     values = calibration.tarp_coverage_values(samples, theta, refs)
     assert values.min() == 0.0 and values.max() == 1.0
     ecp, alpha = calibration.tarp_curve(values, num_bins=6)
-    sbi_ecp, sbi_alpha = _run_tarp(torch.as_tensor(samples).permute(1, 0, 2), torch.as_tensor(theta),
-                                   torch.as_tensor(refs), num_bins=6, z_score_theta=False)
+    sbi_ecp, sbi_alpha = _run_tarp(
+        torch.as_tensor(samples).permute(1, 0, 2),
+        torch.as_tensor(theta),
+        torch.as_tensor(refs),
+        num_bins=6,
+        z_score_theta=False,
+    )
     np.testing.assert_allclose(ecp, sbi_ecp.numpy(), atol=1e-6)  # sbi's histogram is float32
     np.testing.assert_allclose(alpha, sbi_alpha.numpy(), atol=1e-12)
 

@@ -34,21 +34,40 @@ BAD = [
     ("priors.sigma_v.min", "fast", "priors.sigma_v.min: expected a number (got 'fast')"),
     ("priors.e1.min", 0.5, "priors.e1.min: expected a minimum below the maximum 0.4 (got 0.5)"),
     ("priors.z_s.min", 0.35, "priors.z_s.min: expected every source redshift above every lens redshift"),
-    ("simulation.bands", ["g", "r", "y"], "simulation.bands: expected bands of the delve survey (g, r, i, z) (got 'y')"),
+    (
+        "simulation.bands",
+        ["g", "r", "y"],
+        "simulation.bands: expected bands of the delve survey (g, r, i, z) (got 'y')",
+    ),
     ("split.test_fraction", 1.5, "split.test_fraction: expected a fraction in (0, 1) (got 1.5)"),
     ("split.test_fraction", 0.0, "split.test_fraction: expected a fraction in (0, 1) (got 0.0)"),
     ("simulation.n_shards", 100, "simulation.n_shards: expected at most n_images (60) shards (got 100)"),
     ("simulation.n_shards", 0, "simulation.n_shards: expected a value >= 1 (got 0)"),
     ("simulation.n_images", -5, "simulation.n_images: expected a value >= 1 (got -5)"),
     ("simulation.sky_noise", "loud", "simulation.sky_noise: expected one of survey, legacy (got 'loud')"),
-    ("parameters", ["sigma_v", "mass"], "parameters.1: expected one of sigma_v, theta_E, e1, e2, z_l, z_s (got 'mass')"),
+    (
+        "parameters",
+        ["sigma_v", "mass"],
+        "parameters.1: expected one of sigma_v, theta_E, e1, e2, z_l, z_s (got 'mass')",
+    ),
     ("seed", _DELETE, "seed: expected a value (the key is missing)"),
     ("priors.z_l", _DELETE, "priors.z_l: expected a value (the key is missing)"),
-    ("simulation.lens.colours", {"g": 1.0, "r": 0.5}, "simulation.lens.colours: expected a colour for every band"),
+    (
+        "simulation.lens.colours",
+        {"g": 1.0, "r": 0.5},
+        "simulation.lens.colours: expected a colour for every band",
+    ),
     ("training.batch_size", 2.5, "training.batch_size: expected an integer (got 2.5)"),
-    ("evaluation.corner_images", [0, 99], "evaluation.corner_images: expected indices of test images (< 12) (got 99)"),
-    ("estimators.maf.flow", "realnvp",
-     "estimators.maf.flow: expected an sbi flow or coupling_resnet (coupling_resnet, made, maf"),
+    (
+        "evaluation.corner_images",
+        [0, 99],
+        "evaluation.corner_images: expected indices of test images (< 12) (got 99)",
+    ),
+    (
+        "estimators.maf.flow",
+        "realnvp",
+        "estimators.maf.flow: expected an sbi flow or coupling_resnet (coupling_resnet, made, maf",
+    ),
     ("simulation.pixelscale", 0.2, "simulation.pixelscale: expected one of the known keys"),
 ]
 
@@ -86,19 +105,26 @@ def test_missing_config_file_on_the_command_line(tmp_path) -> None:
     proc = snakemake(["-n", "--configfile", "config/nope.yaml"], cwd=work, check=False)
     err = proc.stderr.strip()
     assert proc.returncode != 0
-    assert err.endswith("lenspipe: config error: --configfile: expected an existing YAML config file "
-                        "(got 'config/nope.yaml': no such file)")
+    assert err.endswith(
+        "lenspipe: config error: --configfile: expected an existing YAML config file "
+        "(got 'config/nope.yaml': no such file)"
+    )
     assert "Traceback" not in err
 
 
 def test_unknown_estimator_target_names_the_estimators(tmp_path) -> None:
     work = copy_workflow(tmp_path)
-    proc = snakemake(["results/test/train/foo/estimator.pt", "-n", "--configfile", "config/test.yaml"], cwd=work,
-                     check=False)
+    proc = snakemake(
+        ["results/test/train/foo/estimator.pt", "-n", "--configfile", "config/test.yaml"],
+        cwd=work,
+        check=False,
+    )
     err = proc.stderr.strip()
     assert proc.returncode != 0
-    assert err.endswith("lenspipe: config error: estimators: expected an estimator of the config "
-                        "(maf, nsf, nsf_16x512, coupling_resnet) in target results/test/train/foo/estimator.pt (got 'foo')")
+    assert err.endswith(
+        "lenspipe: config error: estimators: expected an estimator of the config "
+        "(maf, nsf, nsf_16x512, coupling_resnet) in target results/test/train/foo/estimator.pt (got 'foo')"
+    )
     assert "Traceback" not in err
 
 
@@ -113,6 +139,8 @@ def test_legacy_overlay_changes_only_the_noise_and_the_run_name(tmp_path) -> Non
     update_config(merged, yaml.safe_load((REPO / "config" / "legacy.yaml").read_text()))
     check_config(merged)
     paper = load_config(REPO / "config" / "config.yaml")
-    assert merged["simulation"].pop("sky_noise") == "legacy" and paper["simulation"].pop("sky_noise") == "survey"
+    assert (
+        merged["simulation"].pop("sky_noise") == "legacy" and paper["simulation"].pop("sky_noise") == "survey"
+    )
     assert merged.pop("run") == "paper_legacy" and paper.pop("run") == "paper"
     assert merged == paper

@@ -75,8 +75,11 @@ def test_yaml_follows_the_config() -> None:
                 assert uniform(profile["PARAMETERS"][name]) == rng
         mag = profile["PARAMETERS"]["magnitude"]["DISTRIBUTION"]
         assert mag["NAME"] == deeplens.COLOUR_DISTRIBUTION
-        assert mag["PARAMETERS"] == {"minimum": light["magnitude"]["min"], "maximum": light["magnitude"]["max"],
-                                     "colours": sim[obj]["colours"]}
+        assert mag["PARAMETERS"] == {
+            "minimum": light["magnitude"]["min"],
+            "maximum": light["magnitude"]["max"],
+            "colours": sim[obj]["colours"],
+        }
     # One source of truth: a prior changed in the config is changed in the YAML.
     priors2 = {**priors, "sigma_v": {"min": 200.0, "max": 300.0}}
     spec2 = deeplens.SimulatorSpec.from_config(sim, priors2)
@@ -129,15 +132,23 @@ def test_plane_redshift_columns_hold_each_images_own_redshift(survey_batch: deep
     meta = survey_batch.metadata
     for plane in (1, 2):
         for band in ("g", "r", "i"):
-            np.testing.assert_array_equal(meta[f"PLANE_{plane}-REDSHIFT-{band}"], meta[f"PLANE_{plane}-OBJECT_1-REDSHIFT-{band}"])
+            np.testing.assert_array_equal(
+                meta[f"PLANE_{plane}-REDSHIFT-{band}"], meta[f"PLANE_{plane}-OBJECT_1-REDSHIFT-{band}"]
+            )
     z = deeplens.labels(meta, ["z_l", "z_s"], "g")
     np.testing.assert_array_equal(z[:, 0], meta["PLANE_1-OBJECT_1-REDSHIFT-g"])
     assert np.all((0.2 <= z[:, 0]) & (z[:, 0] <= 0.4) & (0.6 <= z[:, 1]) & (z[:, 1] <= 0.8))
 
 
 def test_sentinel_rows_are_dropped_by_their_own_redshift() -> None:
-    meta = pd.DataFrame({"PLANE_1-OBJECT_1-REDSHIFT-g": [0.3, 0.3, 0.3], "PLANE_2-OBJECT_1-REDSHIFT-g": [0.7, 10.0, 0.7],
-                         "PLANE_2-REDSHIFT-g": [np.nan, 0.7, 10.0], "PLANE_1-REDSHIFT-g": [np.nan, 0.3, 0.3]})
+    meta = pd.DataFrame(
+        {
+            "PLANE_1-OBJECT_1-REDSHIFT-g": [0.3, 0.3, 0.3],
+            "PLANE_2-OBJECT_1-REDSHIFT-g": [0.7, 10.0, 0.7],
+            "PLANE_2-REDSHIFT-g": [np.nan, 0.7, 10.0],
+            "PLANE_1-REDSHIFT-g": [np.nan, 0.3, 0.3],
+        }
+    )
     fixed = deeplens.fix_plane_redshifts(meta)
     np.testing.assert_array_equal(fixed["PLANE_2-REDSHIFT-g"], [0.7, 10.0, 0.7])
     batch = deeplens.Batch(np.zeros((3, 1, 2, 2)), fixed, 0, 3, 3, "")
@@ -147,19 +158,32 @@ def test_sentinel_rows_are_dropped_by_their_own_redshift() -> None:
 
 def _corner_std(images: np.ndarray, k: int = 8) -> np.ndarray:
     """Pixel scatter in the four k x k corners of every image and band (sky-dominated, far from the lens)."""
-    corners = np.concatenate([images[..., :k, :k], images[..., :k, -k:], images[..., -k:, :k], images[..., -k:, -k:]], axis=-1)
+    corners = np.concatenate(
+        [images[..., :k, :k], images[..., :k, -k:], images[..., -k:, :k], images[..., -k:, -k:]], axis=-1
+    )
     return corners.reshape(*images.shape[:2], -1).std(axis=-1)
 
 
 def expected_sky_sigma(meta: pd.DataFrame, band: str) -> np.ndarray:
     """Background sigma (counts/s) of the survey conditions drawn for each image, computed here from scratch."""
-    rn, t, m_sky, zp, scale, n_exp = (meta[f"{name}-{band}"].to_numpy(dtype=float) for name in (
-        "read_noise", "exposure_time", "sky_brightness", "magnitude_zero_point", "pixel_scale", "num_exposures"))
+    rn, t, m_sky, zp, scale, n_exp = (
+        meta[f"{name}-{band}"].to_numpy(dtype=float)
+        for name in (
+            "read_noise",
+            "exposure_time",
+            "sky_brightness",
+            "magnitude_zero_point",
+            "pixel_scale",
+            "num_exposures",
+        )
+    )
     sky_counts = 10.0 ** (-0.4 * (m_sky - zp)) * scale**2  # counts/s per pixel
     return np.sqrt(n_exp * rn**2 + n_exp * t * sky_counts) / (n_exp * t)
 
 
-def test_survey_sky_noise_matches_the_survey(survey_batch: deeplens.Batch, legacy_batch: deeplens.Batch) -> None:
+def test_survey_sky_noise_matches_the_survey(
+    survey_batch: deeplens.Batch, legacy_batch: deeplens.Batch
+) -> None:
     for b, band in enumerate(("g", "r", "i")):
         expected = expected_sky_sigma(survey_batch.metadata, band)
         ratio = _corner_std(survey_batch.images)[:, b] / expected
@@ -167,7 +191,9 @@ def test_survey_sky_noise_matches_the_survey(survey_batch: deeplens.Batch, legac
         assert np.all(np.abs(ratio - 1.0) < 0.25)
         np.testing.assert_allclose(survey_batch.metadata[f"sky_sigma-{band}"], expected, rtol=1e-10)
         # Legacy: the same conditions, but the sky magnitude was used as counts: nearly noise-free.
-        legacy_ratio = _corner_std(legacy_batch.images)[:, b] / expected_sky_sigma(legacy_batch.metadata, band)
+        legacy_ratio = _corner_std(legacy_batch.images)[:, b] / expected_sky_sigma(
+            legacy_batch.metadata, band
+        )
         assert legacy_ratio.mean() < 0.15, (band, legacy_ratio.mean())
 
 
@@ -183,7 +209,10 @@ def test_bands_differ_by_the_configured_colours(survey_batch: deeplens.Batch) ->
             mag = meta[f"{plane}-OBJECT_1-{LIGHT}-{band}"].to_numpy()
             np.testing.assert_allclose(mag - mag_i, colours[band] - colours["i"], atol=1e-9)
             # Noise-free flux ratio band / i = 10^(-0.4 ((m_b - zp_b) - (m_i - zp_i))), colours included.
-            zp, zp_i = meta[f"magnitude_zero_point-{band}"].to_numpy(), meta["magnitude_zero_point-i"].to_numpy()
+            zp, zp_i = (
+                meta[f"magnitude_zero_point-{band}"].to_numpy(),
+                meta["magnitude_zero_point-i"].to_numpy(),
+            )
             expected = 10.0 ** (-0.4 * ((mag - zp) - (mag_i - zp_i)))
             flux = planes[:, index, b].sum(axis=(-1, -2))
             np.testing.assert_allclose(flux / flux_i, expected, rtol=0.01)
@@ -197,7 +226,9 @@ def test_batch_rows_stay_aligned_with_images(survey_batch: deeplens.Batch) -> No
 
 
 def test_parquet_safe_columns() -> None:
-    meta = pd.DataFrame({"a": pd.Series([1, 2.5], dtype=object), "b": pd.Series(["x", 3], dtype=object), 7: [1, 2]})
+    meta = pd.DataFrame(
+        {"a": pd.Series([1, 2.5], dtype=object), "b": pd.Series(["x", 3], dtype=object), 7: [1, 2]}
+    )
     safe = deeplens.parquet_safe(meta)
     assert list(safe.columns) == ["a", "b", "7"]
     assert safe["a"].dtype == np.float64 and safe["b"].tolist() == ["x", "3"]

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from lenspipe.embedding import BandStandardise, EmbeddingSettings, LensCNN, build_embedding_net, count_parameters
+from lenspipe.embedding import (
+    BandStandardise,
+    EmbeddingSettings,
+    LensCNN,
+    build_embedding_net,
+    count_parameters,
+)
 from lenspipe.errors import ConfigError
 
 
@@ -23,7 +29,10 @@ def test_layers_follow_the_seed() -> None:
     assert kinds == [nn.Conv2d, nn.ReLU, nn.MaxPool2d] * 3
     convs = [m for m in cnn.features if isinstance(m, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
-        (3, 8, (3, 3), (1, 1)), (8, 16, (3, 3), (1, 1)), (16, 32, (3, 3), (1, 1))]
+        (3, 8, (3, 3), (1, 1)),
+        (8, 16, (3, 3), (1, 1)),
+        (16, 32, (3, 3), (1, 1)),
+    ]
     linears = [m for m in cnn.head if isinstance(m, nn.Linear)]
     assert [(lin.in_features, lin.out_features) for lin in linears] == [(2048, 32), (32, 16)]
     assert isinstance(cnn.head[-1], nn.ReLU)

@@ -45,7 +45,9 @@ def conda_pins() -> tuple[dict[str, str], dict[str, str]]:
             assert set(dep) == {"pip"}, f"envs/lenspipe.yaml: unexpected dependency block {dep}"
             for number, entry in enumerate(dep["pip"]):
                 match = PIN.match(entry.strip())
-                assert match, f"envs/lenspipe.yaml pip entry {number}: expected `package==version`, got {entry!r}"
+                assert match, (
+                    f"envs/lenspipe.yaml pip entry {number}: expected `package==version`, got {entry!r}"
+                )
                 assert _name(match.group(1)) not in pip, f"envs/lenspipe.yaml: {entry} listed twice"
                 pip[_name(match.group(1))] = match.group(2)
         else:
@@ -82,7 +84,9 @@ def test_conda_env_python_and_channels() -> None:
 def test_every_dependency_is_pinned() -> None:
     """pyproject's dependencies and test extras are all pinned, so `make venv` and conda agree on all of them."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + [d for extra in project.get("optional-dependencies", {}).values() for d in extra]
+    wanted = project["dependencies"] + [
+        d for extra in project.get("optional-dependencies", {}).values() for d in extra
+    ]
     names = {_name(re.split(r"[<>=!~;\[ ]", dep, maxsplit=1)[0]) for dep in wanted}
     unpinned = sorted(names - constraints().keys())
     assert not unpinned, f"dependencies of pyproject.toml without a pin in envs/constraints.txt: {unpinned}"
@@ -91,7 +95,9 @@ def test_every_dependency_is_pinned() -> None:
 def test_post_deploy_script_installs_lenspipe() -> None:
     """The conda env gets the lenspipe package itself from its post-deploy script (the scripts import it)."""
     script = ENVS / "lenspipe.post-deploy.sh"
-    assert script.exists(), "envs/lenspipe.post-deploy.sh missing: scripts could not import lenspipe in the conda env"
+    assert script.exists(), (
+        "envs/lenspipe.post-deploy.sh missing: scripts could not import lenspipe in the conda env"
+    )
     assert "pip install --no-deps -e ." in script.read_text()
 
 

@@ -63,13 +63,16 @@ def test_unknown_flow_names_the_key_and_the_choices() -> None:
     assert "\n" not in message
 
 
-@pytest.mark.parametrize(("entry", "key"), [
-    ({"flow": "maf", "num_transforms": 4, "hiden_features": 128}, "estimators.e.hiden_features"),
-    ({"flow": "coupling_resnet", "num_transforms": 4}, "estimators.e.num_transforms"),
-    ({"flow": "nsf", "embedding_net": "x"}, "estimators.e.embedding_net"),
-    ({"flow": "nsf", "z_score_theta": "transform_to_unconstrained"}, "estimators.e.z_score_theta"),
-    ({"num_transforms": 4}, "estimators.e.flow"),
-])
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"flow": "maf", "num_transforms": 4, "hiden_features": 128}, "estimators.e.hiden_features"),
+        ({"flow": "coupling_resnet", "num_transforms": 4}, "estimators.e.num_transforms"),
+        ({"flow": "nsf", "embedding_net": "x"}, "estimators.e.embedding_net"),
+        ({"flow": "nsf", "z_score_theta": "transform_to_unconstrained"}, "estimators.e.z_score_theta"),
+        ({"num_transforms": 4}, "estimators.e.flow"),
+    ],
+)
 def test_bad_entries_name_their_key(entry: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         EstimatorSettings.from_config("e", entry)
@@ -77,19 +80,28 @@ def test_bad_entries_name_their_key(entry: dict, key: str) -> None:
 
 @pytest.mark.parametrize("num_blocks", [5, 10])
 def test_coupling_resnet_is_seed_twos_flow(num_blocks: int) -> None:
-    settings = EstimatorSettings.from_config("c", {"flow": "coupling_resnet", "num_blocks": num_blocks,
-                                                   "hidden_features": 32})
-    est = density_estimator_builder(settings, small_embedding(4), BOX)(box_theta(50), torch.randn(50, 3, 8, 8))
+    settings = EstimatorSettings.from_config(
+        "c", {"flow": "coupling_resnet", "num_blocks": num_blocks, "hidden_features": 32}
+    )
+    est = density_estimator_builder(settings, small_embedding(4), BOX)(
+        box_theta(50), torch.randn(50, 3, 8, 8)
+    )
     assert isinstance(est, BoundedEstimator)
     layers = list(est.inner.net._transform._transforms)
     assert isinstance(layers[0], nflows_tf.PointwiseAffineTransform)  # z-scoring of the unconstrained theta
     blocks = layers[1:]
     assert len(blocks) == 3 * (num_blocks + 1)  # the blocks, then the final [permutation, LU, coupling]
-    expected = [nflows_tf.RandomPermutation, nflows_tf.LULinear, nflows_tf.PiecewiseRationalQuadraticCouplingTransform]
+    expected = [
+        nflows_tf.RandomPermutation,
+        nflows_tf.LULinear,
+        nflows_tf.PiecewiseRationalQuadraticCouplingTransform,
+    ]
     assert [type(t) for t in blocks] == expected * (num_blocks + 1)
     for coupling in blocks[2::3]:
         net = coupling.transform_net
-        assert isinstance(net, ResidualNet) and net.context_features == 4  # the image embedding is the context
+        assert (
+            isinstance(net, ResidualNet) and net.context_features == 4
+        )  # the image embedding is the context
         assert net.hidden_features == 32
         assert coupling.tails == "linear" and coupling.num_bins == 10
 
@@ -102,7 +114,9 @@ def test_box_transform_is_sbis_biject_to() -> None:
     sbi_tf = mcmc_transform(BOX.sbi_prior())  # constrained -> unconstrained, biject_to(support).inv
     z, log_det = ours.to_unconstrained(theta)
     torch.testing.assert_close(z, sbi_tf(theta), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(log_det, sbi_tf.log_abs_det_jacobian(theta, sbi_tf(theta)), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        log_det, sbi_tf.log_abs_det_jacobian(theta, sbi_tf(theta)), atol=1e-4, rtol=1e-4
+    )
     torch.testing.assert_close(ours.to_box(z), theta, atol=1e-4, rtol=1e-5)
 
 
@@ -112,22 +126,31 @@ def test_samples_are_inside_the_box_for_any_z() -> None:
     theta = tf.to_box(z)
     assert BOX.contains(theta.numpy()).all()
     assert bool(BOX.sbi_prior().support.check(theta).all())
-    assert torch.isfinite(BOX.sbi_prior().log_prob(theta)).all()  # strictly below high, as torch's Uniform needs
+    assert torch.isfinite(
+        BOX.sbi_prior().log_prob(theta)
+    ).all()  # strictly below high, as torch's Uniform needs
 
 
 @pytest.mark.parametrize("flow", ["maf", "coupling_resnet", "zuko_nsf"])
 def test_density_integrates_to_one_in_physical_units(flow: str) -> None:
     box = PriorBox(("sigma_v", "e1"), (150.0, -0.4), (400.0, 0.4))
     torch.manual_seed(1)
-    settings = EstimatorSettings.from_config("f", {"flow": flow, "num_transforms": 2, "hidden_features": 16}
-                                             if flow != "coupling_resnet" else
-                                             {"flow": flow, "num_blocks": 2, "hidden_features": 16})
-    est = density_estimator_builder(settings, small_embedding(), box)(box_theta(64, box), torch.randn(64, 3, 8, 8))
+    settings = EstimatorSettings.from_config(
+        "f",
+        {"flow": flow, "num_transforms": 2, "hidden_features": 16}
+        if flow != "coupling_resnet"
+        else {"flow": flow, "num_blocks": 2, "hidden_features": 16},
+    )
+    est = density_estimator_builder(settings, small_embedding(), box)(
+        box_theta(64, box), torch.randn(64, 3, 8, 8)
+    )
     # Midpoint rule over the inner part of the box (u in [0.05, 0.95] per axis, where the density is smooth),
     # against the flow's own mass there, counted from samples of the unconstrained flow.
     n, lo, hi = 160, 0.05, 0.95
     u = lo + (hi - lo) * (torch.arange(n, dtype=torch.float64) + 0.5) / n
-    grid = torch.stack(torch.meshgrid(150 + 250 * u, -0.4 + 0.8 * u, indexing="ij"), -1).reshape(-1, 2).float()
+    grid = (
+        torch.stack(torch.meshgrid(150 + 250 * u, -0.4 + 0.8 * u, indexing="ij"), -1).reshape(-1, 2).float()
+    )
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         density = est.log_prob(grid[:, None, :], x)[:, 0].exp().double()
@@ -151,15 +174,27 @@ def test_builder_works_with_plain_sbi_npe(tmp_path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
-    settings = EstimatorSettings.from_config("c", {"flow": "coupling_resnet", "num_blocks": 2, "hidden_features": 16})
+    settings = EstimatorSettings.from_config(
+        "c", {"flow": "coupling_resnet", "num_blocks": 2, "hidden_features": 16}
+    )
     theta, x = box_theta(60), torch.randn(60, 3, 8, 8)
-    npe = NPE(prior=BOX.sbi_prior(), density_estimator=density_estimator_builder(settings, small_embedding(), BOX),
-              tracker=NullTracker(), show_progress_bars=False)
+    npe = NPE(
+        prior=BOX.sbi_prior(),
+        density_estimator=density_estimator_builder(settings, small_embedding(), BOX),
+        tracker=NullTracker(),
+        show_progress_bars=False,
+    )
     est = npe.append_simulations(theta, x).train(training_batch_size=20, max_num_epochs=1)
     assert isinstance(est, BoundedEstimator)
     masks = torch.ones(20, dtype=torch.bool)
-    sbi_loss = npe._loss(theta[:20], x[:20], masks, proposal=None, calibration_kernel=lambda v: torch.ones(len(v)),
-                         force_first_round_loss=True)
+    sbi_loss = npe._loss(
+        theta[:20],
+        x[:20],
+        masks,
+        proposal=None,
+        calibration_kernel=lambda v: torch.ones(len(v)),
+        force_first_round_loss=True,
+    )
     torch.testing.assert_close(sbi_loss, est.loss(theta[:20], x[:20]))
     posterior = npe.build_posterior()
     samples = posterior.sample((200,), x=x[:1], show_progress_bars=False)

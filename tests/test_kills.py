@@ -35,8 +35,14 @@ def _job_process(parent: psutil.Process, script: str) -> psutil.Process | None:
 def _kill_job_midway(work: Path, cfg: Path, target: str, script: str, ready, timeout: float = 300) -> str:
     """Start snakemake on `target`, SIGKILL the job's process once `ready()` holds, return snakemake's output."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen([str(BIN / "snakemake"), target, "--cores", "1", "--configfile", str(cfg)], cwd=work,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(BIN / "snakemake"), target, "--cores", "1", "--configfile", str(cfg)],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     parent = psutil.Process(proc.pid)
     deadline = time.monotonic() + timeout
     killed = False

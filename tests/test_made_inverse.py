@@ -14,14 +14,22 @@ from torch.nn import functional as F  # noqa: N812
 from lenspipe import made_inverse
 
 
-def maf(features: int, hidden: int, context: int | None, layers: int = 3, **made: object) -> CompositeTransform:
+def maf(
+    features: int, hidden: int, context: int | None, layers: int = 3, **made: object
+) -> CompositeTransform:
     """A MAF like sbi's (MADE affine layers and permutations) with random, non-trivial weights."""
     torch.manual_seed(features * 100 + hidden)
     parts = []
     for _ in range(layers):
-        parts += [MaskedAffineAutoregressiveTransform(features=features, hidden_features=hidden, context_features=context,
-                                                      **{"use_residual_blocks": False, "activation": torch.tanh, **made}),
-                  RandomPermutation(features)]
+        parts += [
+            MaskedAffineAutoregressiveTransform(
+                features=features,
+                hidden_features=hidden,
+                context_features=context,
+                **{"use_residual_blocks": False, "activation": torch.tanh, **made},
+            ),
+            RandomPermutation(features),
+        ]
     flow = CompositeTransform(parts).eval()
     with torch.no_grad():
         for p in flow.parameters():
@@ -72,10 +80,12 @@ def test_other_layers_use_nflows_inverse() -> None:
     """Residual MADEs, batch norm and spline autoregressive layers are not handled fast, but still inverted."""
     torch.manual_seed(3)
     residual = MaskedAffineAutoregressiveTransform(features=3, hidden_features=12, context_features=2)
-    batch_norm = MaskedAffineAutoregressiveTransform(features=3, hidden_features=12, context_features=2,
-                                                     use_residual_blocks=False, use_batch_norm=True)
-    spline = MaskedPiecewiseRationalQuadraticAutoregressiveTransform(features=3, hidden_features=12, context_features=2,
-                                                                    num_bins=4, tails="linear", tail_bound=3.0)
+    batch_norm = MaskedAffineAutoregressiveTransform(
+        features=3, hidden_features=12, context_features=2, use_residual_blocks=False, use_batch_norm=True
+    )
+    spline = MaskedPiecewiseRationalQuadraticAutoregressiveTransform(
+        features=3, hidden_features=12, context_features=2, num_bins=4, tails="linear", tail_bound=3.0
+    )
     for transform in (residual, batch_norm, spline):
         assert not made_inverse.supports_fast_inverse(transform)
     training = maf(3, 12, 2, dropout_probability=0.5).train()._transforms[0]

@@ -55,7 +55,9 @@ def test_compute_metrics_table_and_json_fields() -> None:
 def test_sbc_samples_above_num_samples_is_a_config_error() -> None:
     samples, theta = gaussian_toy(8, 50, 1)
     with pytest.raises(ConfigError, match="evaluation.sbc_samples"):
-        metrics.compute_metrics(samples, theta, ["e1"], [-5.0], [5.0], metrics.EvaluationSettings(sbc_samples=51))
+        metrics.compute_metrics(
+            samples, theta, ["e1"], [-5.0], [5.0], metrics.EvaluationSettings(sbc_samples=51)
+        )
 
 
 def _outputs(root: Path, corner_images: tuple[int, ...]) -> metrics.EvaluationOutputs:
@@ -72,11 +74,23 @@ def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     write_test_store(test, 12)
     samples = tmp_path / "samples.zarr"
     (tmp_path / "est.pt").write_bytes(b"stand-in estimator")  # not read by the stand-in; resuming hashes it
-    sample_test_set(tmp_path / "est.pt", test, samples, tmp_path / "timing.json",
-                    SampleSettings(num_samples=200, seed=5), estimator="toy")
+    sample_test_set(
+        tmp_path / "est.pt",
+        test,
+        samples,
+        tmp_path / "timing.json",
+        SampleSettings(num_samples=200, seed=5),
+        estimator="toy",
+    )
     epochs = tmp_path / "epochs.csv"
-    pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [3.0, 2.0, 1.5], "val_loss": [3.1, 2.2, 2.4],
-                  "seconds": [1.0, 1.0, 1.0]}).to_csv(epochs, index=False)
+    pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [3.0, 2.0, 1.5],
+            "val_loss": [3.1, 2.2, 2.4],
+            "seconds": [1.0, 1.0, 1.0],
+        }
+    ).to_csv(epochs, index=False)
     return {"test": test, "samples": samples, "epochs": epochs}
 
 

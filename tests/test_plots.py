@@ -23,7 +23,9 @@ def _draw_all(root: Path, toy: dict) -> list[Path]:
     """Every per-estimator figure, the comparison figure and an SVG, into `root`."""
     settings = metrics.EvaluationSettings(sbc_samples=100, corner_images=(2,))
     figures = _figures(root, settings.corner_images)
-    metrics.write_figures(toy["samples"], toy["theta"], toy["metrics"], toy["epochs"], figures, settings, "toy", BOX)
+    metrics.write_figures(
+        toy["samples"], toy["theta"], toy["metrics"], toy["epochs"], figures, settings, "toy", BOX
+    )
     long = compare.long_table(["a", "b_2"], {"a": toy["metrics"], "b_2": toy["metrics"]})
     plots.comparison(long, list(BOX.names), [root / "comparison.pdf", root / "comparison.png"])
     import matplotlib.pyplot as plt
@@ -42,11 +44,23 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     low, high = np.asarray(BOX.low), np.asarray(BOX.high)
     to_box = lambda v: low + (high - low) / (1 + np.exp(-v))  # noqa: E731
     samples, theta = to_box(samples).astype(np.float32), to_box(z)
-    m = metrics.compute_metrics(samples, theta, list(BOX.names), BOX.low, BOX.high,
-                                metrics.EvaluationSettings(sbc_samples=100, seed=1))
+    m = metrics.compute_metrics(
+        samples,
+        theta,
+        list(BOX.names),
+        BOX.low,
+        BOX.high,
+        metrics.EvaluationSettings(sbc_samples=100, seed=1),
+    )
     epochs = tmp_path_factory.mktemp("epochs") / "epochs.csv"
-    pd.DataFrame({"epoch": [1, 2, 3, 4], "train_loss": [3.0, 2.0, 1.5, 1.2], "val_loss": [3.1, 2.2, 2.0, 2.1],
-                  "seconds": [1.0] * 4}).to_csv(epochs, index=False)
+    pd.DataFrame(
+        {
+            "epoch": [1, 2, 3, 4],
+            "train_loss": [3.0, 2.0, 1.5, 1.2],
+            "val_loss": [3.1, 2.2, 2.0, 2.1],
+            "seconds": [1.0] * 4,
+        }
+    ).to_csv(epochs, index=False)
     return {"samples": samples, "theta": theta, "metrics": m, "epochs": epochs}
 
 
@@ -55,7 +69,9 @@ def test_figures_are_written_and_byte_identical_across_runs(tmp_path: Path, toy:
     second = _draw_all(tmp_path / "two", toy)
     names = [p.name for p in first]
     assert names == [p.name for p in second]
-    assert {"corner_2.pdf", "corner_2.png", "coverage.pdf", "loss.png", "comparison.png", "line.svg"} <= set(names)
+    assert {"corner_2.pdf", "corner_2.png", "coverage.pdf", "loss.png", "comparison.png", "line.svg"} <= set(
+        names
+    )
     assert not [n for n in names if n.startswith(".")]  # no temporary files left behind
     for a, b in zip(first, second, strict=True):
         assert a.stat().st_size > 1000, a

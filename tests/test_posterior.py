@@ -39,7 +39,9 @@ def test_sbi_posterior_in_physical_units(trained: tuple[Study, Path]) -> None:
     assert samples.shape == (200, 6) and study.box.contains(samples.numpy()).all()
     log_prob = est.posterior.log_prob(samples[:20], x=x)
     assert torch.isfinite(log_prob).all()
-    batched = est.posterior.sample_batched((50,), x=torch.from_numpy(study.images[:4]), show_progress_bars=False)
+    batched = est.posterior.sample_batched(
+        (50,), x=torch.from_numpy(study.images[:4]), show_progress_bars=False
+    )
     assert batched.shape == (50, 4, 6) and study.box.contains(batched.numpy()).all()
     # No leakage: sbi's rejection step accepts everything, so its normalising correction is 1.
     assert float(est.posterior.leakage_correction(x, show_progress_bars=False)) == 1.0
@@ -90,7 +92,9 @@ def test_log_prob_images_matches_sbi(trained: tuple[Study, Path]) -> None:
     ours = est.log_prob_images(study.images[:2], theta)
     assert ours.shape == (2, 20)
     for i in range(2):
-        sbi_lp = est.posterior.log_prob(torch.from_numpy(theta[i]), x=torch.from_numpy(study.images[i : i + 1]))
+        sbi_lp = est.posterior.log_prob(
+            torch.from_numpy(theta[i]), x=torch.from_numpy(study.images[i : i + 1])
+        )
         np.testing.assert_allclose(ours[i], sbi_lp.numpy(), rtol=1e-4, atol=1e-3)
     outside = theta[:, :3].copy()
     outside[:, 0, 0] = study.box.high[0] + 1.0
@@ -103,8 +107,17 @@ def test_log_prob_images_matches_sbi(trained: tuple[Study, Path]) -> None:
 def test_estimator_file_is_plain_data(trained: tuple[Study, Path]) -> None:
     study, path = trained
     record = torch.load(path, weights_only=True)
-    for key in ("estimator_settings", "embedding", "parameter_names", "prior_box", "normalisation", "bands",
-                "image_shape", "state_dict", "training"):
+    for key in (
+        "estimator_settings",
+        "embedding",
+        "parameter_names",
+        "prior_box",
+        "normalisation",
+        "bands",
+        "image_shape",
+        "state_dict",
+        "training",
+    ):
         assert key in record
     assert record["embedding"] == {"channels": [8, 16, 32], "hidden_features": 32, "features": 16}
     assert record["normalisation"]["bands"] == ["g", "r", "i"] and len(record["normalisation"]["mean"]) == 3

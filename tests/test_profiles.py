@@ -88,7 +88,9 @@ def filled_profile(dest: Path, site: dict | None = None) -> Path:
     """profiles/slurm with its site block filled in (SITE, then `site`), written to dest/config.yaml."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "config.yaml"
-    path.write_text(yaml.safe_dump(merged_profile({"__variables__": {**SITE, **(site or {})}}), sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(merged_profile({"__variables__": {**SITE, **(site or {})}}), sort_keys=False)
+    )
     return path
 
 
@@ -223,10 +225,19 @@ def test_a_retry_gets_twice_the_memory_and_time(work: Path) -> None:
     own (split, train: sized from the config) as well as the profile's defaults."""
     plans = []
     for attempt in ("1", "2"):
-        out = snakemake(["--profile", "slurm", "-n", "--configfile", "config/test.yaml", "--attempt", attempt], cwd=work)
-        plans.append({(rule, wildcards): res for rule, wildcards, res in planned_jobs(out.stdout + out.stderr)})
+        out = snakemake(
+            ["--profile", "slurm", "-n", "--configfile", "config/test.yaml", "--attempt", attempt], cwd=work
+        )
+        plans.append(
+            {(rule, wildcards): res for rule, wildcards, res in planned_jobs(out.stdout + out.stderr)}
+        )
     first, second = plans
-    assert first.keys() == second.keys() and {rule for rule, _ in first} >= {"simulate", "split", "train", "sample"}
+    assert first.keys() == second.keys() and {rule for rule, _ in first} >= {
+        "simulate",
+        "split",
+        "train",
+        "sample",
+    }
     for job, resources in first.items():
         if job[0] == "all":
             continue

@@ -21,8 +21,12 @@ def _est(names: list[str]) -> list[str]:
     return sorted(f"estimator={n}" for n in names)
 
 
-def _expect(shards: list[str] | None = None, split: bool = False, estimators: dict[str, list[str]] | None = None,
-            compare: bool = False) -> dict[str, list[str]]:
+def _expect(
+    shards: list[str] | None = None,
+    split: bool = False,
+    estimators: dict[str, list[str]] | None = None,
+    compare: bool = False,
+) -> dict[str, list[str]]:
     jobs: dict[str, list[str]] = {}
     if shards:
         jobs["simulate"] = sorted(f"shard={s}" for s in shards)

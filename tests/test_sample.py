@@ -17,16 +17,28 @@ from .gaussian_toy import BOX, StandInEstimator, install_stand_in, write_test_st
 
 
 def _run(tmp_path: Path, name: str, settings: sample.SampleSettings) -> sample.SampleSet:
-    if not (tmp_path / "est.pt").exists():  # the stand-in is not read from it, but resuming fingerprints its bytes
+    if not (
+        tmp_path / "est.pt"
+    ).exists():  # the stand-in is not read from it, but resuming fingerprints its bytes
         (tmp_path / "est.pt").write_bytes(b"stand-in estimator")
-    sample.sample_test_set(tmp_path / "est.pt", tmp_path / "test.zarr", tmp_path / f"{name}.zarr",
-                           tmp_path / f"{name}.json", settings, estimator="toy")
+    sample.sample_test_set(
+        tmp_path / "est.pt",
+        tmp_path / "test.zarr",
+        tmp_path / f"{name}.zarr",
+        tmp_path / f"{name}.json",
+        settings,
+        estimator="toy",
+    )
     return sample.open_samples(tmp_path / f"{name}.zarr")
 
 
 def test_settings_from_params_derive_the_seed_from_the_estimator() -> None:
     s = sample.SampleSettings.from_params(5000, 20240601, "maf", threads=2)
-    assert s.seed == derive_seed(20240601, "sample", "maf") != sample.SampleSettings.from_params(5000, 20240601, "nsf").seed
+    assert (
+        s.seed
+        == derive_seed(20240601, "sample", "maf")
+        != sample.SampleSettings.from_params(5000, 20240601, "nsf").seed
+    )
     assert s.images_per_batch == sample.ROWS_PER_BATCH // 5000 and s.threads == 2
 
 
@@ -63,7 +75,9 @@ def test_damaged_samples_store_is_detected(tmp_path: Path, monkeypatch: pytest.M
         sample.open_samples(tmp_path / "missing.zarr")
 
 
-def test_samples_outside_the_box_fail_and_leave_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_samples_outside_the_box_fail_and_leave_no_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     install_stand_in(monkeypatch, StandInEstimator(outside=True))
     write_test_store(tmp_path / "test.zarr", 4)
     with pytest.raises(DataError, match="outside the prior box"):
@@ -87,8 +101,9 @@ def test_real_estimator_file_through_the_contract(tmp_path: Path, monkeypatch: p
     assert got.samples.shape == (5, 30, 3) and BOX.contains(got.samples).all()
     assert json.loads((tmp_path / "a.json").read_text())["device"] == "cpu"
     monkeypatch.setattr(sample, "ROWS_PER_BATCH", 5 * 30)  # one batch: the same samples
-    np.testing.assert_array_equal(_run(tmp_path, "b", sample.SampleSettings(num_samples=30, seed=4)).samples,
-                                  got.samples)
+    np.testing.assert_array_equal(
+        _run(tmp_path, "b", sample.SampleSettings(num_samples=30, seed=4)).samples, got.samples
+    )
 
 
 def _interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: sample.SampleSettings) -> Path:
@@ -103,7 +118,9 @@ def _interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: samp
 
 
 @pytest.fixture
-def resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[sample.SampleSet, sample.SampleSettings]:
+def resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[sample.SampleSet, sample.SampleSettings]:
     """An uninterrupted reference run (10 images, batches of 3) beside which interrupted runs are made."""
     write_test_store(tmp_path / "test.zarr", 10)
     monkeypatch.setattr(sample, "ROWS_PER_BATCH", 3 * 40)
@@ -112,8 +129,9 @@ def resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[sample.S
     return _run(tmp_path, "ref", settings), settings
 
 
-def test_interrupted_sampling_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       resumable: tuple[sample.SampleSet, sample.SampleSettings]) -> None:
+def test_interrupted_sampling_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resumable: tuple[sample.SampleSet, sample.SampleSettings]
+) -> None:
     ref, settings = resumable
     partial = _interrupted(tmp_path, monkeypatch, settings)
     again = StandInEstimator()
@@ -130,8 +148,11 @@ def test_interrupted_sampling_resumes_where_it_stopped(tmp_path: Path, monkeypat
 
 @pytest.mark.parametrize("change", ["seed", "estimator file", "damaged chunk", "damaged state"])
 def test_partial_samples_from_other_inputs_or_damaged_are_not_resumed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resumable: tuple[sample.SampleSet, sample.SampleSettings],
-        change: str) -> None:
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resumable: tuple[sample.SampleSet, sample.SampleSettings],
+    change: str,
+) -> None:
     ref, settings = resumable
     partial = _interrupted(tmp_path, monkeypatch, settings)
     if change == "seed":

@@ -18,7 +18,13 @@ def test_derived_seeds_are_stable_and_distinct() -> None:
 def test_job_seeds_match_what_the_stages_use() -> None:
     g = 20240601
     assert job_seeds("split", g, {})["split"] == SplitSettings.from_params({"test_fraction": 0.1}, g).seed
-    assert job_seeds("sample", g, {"estimator": "maf"})["sample"] == SampleSettings.from_params(10, g, "maf").seed
-    assert job_seeds("evaluate", g, {"estimator": "maf"})["metrics"] == EvaluationSettings.from_params(10, [0], g).seed
+    assert (
+        job_seeds("sample", g, {"estimator": "maf"})["sample"]
+        == SampleSettings.from_params(10, g, "maf").seed
+    )
+    assert (
+        job_seeds("evaluate", g, {"estimator": "maf"})["metrics"]
+        == EvaluationSettings.from_params(10, [0], g).seed
+    )
     assert job_seeds("simulate", g, {"shard": "0003"})["shard"] == shard_seed(g, 3)
     assert job_seeds("compare", g, {}) == {}

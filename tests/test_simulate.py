@@ -28,8 +28,14 @@ def shard_params(shard: int = 0, size: int = SIZE, **simulation: object) -> dict
     """The params rule simulate passes (rules/common.smk: simulate_params) for the tiny config."""
     sim = {k: v for k, v in copy.deepcopy(CONFIG["simulation"]).items() if k not in ("n_images", "n_shards")}
     sim.update(simulation)
-    return {"simulation": sim, "priors": CONFIG["priors"], "parameters": CONFIG["parameters"], "shard": shard,
-            "size": size, "seed": shard_seed(CONFIG["seed"], shard)}
+    return {
+        "simulation": sim,
+        "priors": CONFIG["priors"],
+        "parameters": CONFIG["parameters"],
+        "shard": shard,
+        "size": size,
+        "seed": shard_seed(CONFIG["seed"], shard),
+    }
 
 
 def settings(**kwargs: object) -> simulate.SimulationSettings:
@@ -46,20 +52,24 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[simulate.Shard, P
 
 def lossy(real=deeplens.simulate):  # noqa: ANN001, ANN202
     """deeplens.simulate losing every other image, as a worse simulator might (forces top-up calls)."""
+
     def run(spec, size, seed, planes=False):  # noqa: ANN001, ANN202
         batch = real(spec, size, seed, planes)
         return batch.select(np.arange(len(batch)) % 2 == 0)
+
     return run
 
 
 def poisoned(first_seed: int, real=deeplens.simulate):  # noqa: ANN001, ANN202
     """deeplens.simulate whose first call has a NaN pixel in image 1 and an inf pixel in image 3."""
+
     def run(spec, size, seed, planes=False):  # noqa: ANN001, ANN202
         batch = real(spec, size, seed, planes)
         if seed == first_seed:
             batch.images[1, 0, 5, 5] = np.nan
             batch.images[3, 2, 0, 0] = np.inf
         return batch
+
     return run
 
 
@@ -82,14 +92,18 @@ def test_shard_holds_exactly_size_images(written: tuple[simulate.Shard, Path, Pa
     assert shard.theta.shape == (SIZE, 6) and shard.theta.dtype == np.float32
     assert len(shard.metadata) == SIZE
     # deeplenstronomy returned one fewer than asked: one call of SIZE + 1 filled the shard.
-    assert shard.calls == [{"seed": shard_seed(CONFIG["seed"], 0), "requested": SIZE + 1, "returned": SIZE, "kept": SIZE}]
+    assert shard.calls == [
+        {"seed": shard_seed(CONFIG["seed"], 0), "requested": SIZE + 1, "returned": SIZE, "kept": SIZE}
+    ]
 
 
 def test_theta_e_follows_from_sigma_v_and_true_redshifts(written: tuple[simulate.Shard, Path, Path]) -> None:
     shard, _, _ = written
     names = list(CONFIG["parameters"])
     col = {n: shard.theta[:, names.index(n)].astype(np.float64) for n in names}
-    expected = einstein_radius(col["sigma_v"], col["z_l"], col["z_s"], Cosmology(**CONFIG["simulation"]["cosmology"]))
+    expected = einstein_radius(
+        col["sigma_v"], col["z_l"], col["z_s"], Cosmology(**CONFIG["simulation"]["cosmology"])
+    )
     np.testing.assert_allclose(col["theta_E"], expected, rtol=1e-4, atol=0)
     for name, rng in CONFIG["priors"].items():
         assert np.all((col[name] >= rng["min"]) & (col[name] <= rng["max"])), name
@@ -100,8 +114,12 @@ def test_lagged_redshift_labels_would_break_theta_e(written: tuple[simulate.Shar
     shard, _, _ = written
     names = list(CONFIG["parameters"])
     th = shard.theta.astype(np.float64)
-    lagged = einstein_radius(th[1:, names.index("sigma_v")], th[:-1, names.index("z_l")], th[:-1, names.index("z_s")],
-                             Cosmology(**CONFIG["simulation"]["cosmology"]))
+    lagged = einstein_radius(
+        th[1:, names.index("sigma_v")],
+        th[:-1, names.index("z_l")],
+        th[:-1, names.index("z_s")],
+        Cosmology(**CONFIG["simulation"]["cosmology"]),
+    )
     assert np.max(np.abs(lagged / th[1:, names.index("theta_E")] - 1)) > 1e-2
 
 
@@ -122,16 +140,27 @@ def test_store_and_yaml(written: tuple[simulate.Shard, Path, Path]) -> None:
     np.testing.assert_array_equal(store.theta, shard.theta)
     assert store.parameter_names == CONFIG["parameters"]
     attrs = store.attrs
-    for key, value in {"shard": 0, "seed": shard_seed(CONFIG["seed"], 0), "bands": ["g", "r", "i"], "survey": "delve",
-                       "sky_noise": "survey", "pixel_scale": 0.263, "lenspipe_version": "0.1.0"}.items():
+    for key, value in {
+        "shard": 0,
+        "seed": shard_seed(CONFIG["seed"], 0),
+        "bands": ["g", "r", "i"],
+        "survey": "delve",
+        "sky_noise": "survey",
+        "pixel_scale": 0.263,
+        "lenspipe_version": "0.1.0",
+    }.items():
         assert attrs[key] == value, key
     meta = store.metadata()
     assert len(meta) == SIZE and meta.equals(shard.metadata)
-    np.testing.assert_array_equal(meta["PLANE_1-OBJECT_1-MASS_PROFILE_1-sigma_v-g"].to_numpy(np.float32),
-                                  store.theta[:, 0])
+    np.testing.assert_array_equal(
+        meta["PLANE_1-OBJECT_1-MASS_PROFILE_1-sigma_v-g"].to_numpy(np.float32), store.theta[:, 0]
+    )
     doc = yaml.safe_load(yaml_path.read_text())
     assert yaml_path.read_text() == shard.yaml
-    assert doc["DATASET"]["PARAMETERS"]["SEED"] == attrs["seed"] and doc["DATASET"]["PARAMETERS"]["SIZE"] == SIZE + 1
+    assert (
+        doc["DATASET"]["PARAMETERS"]["SEED"] == attrs["seed"]
+        and doc["DATASET"]["PARAMETERS"]["SIZE"] == SIZE + 1
+    )
 
 
 def sky_ratio(images: np.ndarray, meta, band: int, name: str) -> np.ndarray:  # noqa: ANN001
@@ -155,8 +184,12 @@ def test_top_ups_across_calls_keep_rows_aligned(monkeypatch: pytest.MonkeyPatch)
         assert np.all(np.abs(ratio - 1) < 0.25), band
     # The check has power: rows shifted by one do not match their images.
     shifted = shard.metadata.iloc[np.roll(np.arange(16), 1)].reset_index(drop=True)
-    assert any(np.any(np.abs(sky_ratio(shard.images, shifted, b, band) - 1) >= 0.25) for b, band in enumerate("gri"))
-    theta_E = einstein_radius(shard.theta[:, 0], shard.theta[:, 4], shard.theta[:, 5], Cosmology(H0=70.0, Om0=0.3))
+    assert any(
+        np.any(np.abs(sky_ratio(shard.images, shifted, b, band) - 1) >= 0.25) for b, band in enumerate("gri")
+    )
+    theta_E = einstein_radius(
+        shard.theta[:, 0], shard.theta[:, 4], shard.theta[:, 5], Cosmology(H0=70.0, Om0=0.3)
+    )
     np.testing.assert_allclose(shard.theta[:, 1], theta_E, rtol=1e-4)
 
 
@@ -167,7 +200,9 @@ def test_nonfinite_fail_names_the_shard(monkeypatch: pytest.MonkeyPatch) -> None
         simulate.simulate_shard(s)
 
 
-def test_nonfinite_drop_tops_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_nonfinite_drop_tops_up(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     params = shard_params(size=6, nonfinite="drop")
     monkeypatch.setattr(deeplens, "simulate", poisoned(params["seed"]))
     with caplog.at_level(logging.INFO, logger="lenspipe.simulate"):
@@ -194,7 +229,9 @@ def test_rule_simulate_writes_each_shard(tmp_path: Path) -> None:
     workdir = copy_workflow(tmp_path)
     write_config(workdir / "config" / "rule.yaml", config)
     # The shared pieces and this rule only, so the test does not depend on the other stages' rules.
-    (workdir / "Snakefile.simulate").write_text('include: "rules/common.smk"\ninclude: "rules/simulate.smk"\n')
+    (workdir / "Snakefile.simulate").write_text(
+        'include: "rules/common.smk"\ninclude: "rules/simulate.smk"\n'
+    )
     out = f"results/{config['run']}"
     targets = [f"{out}/simulate/shard_{i:04d}.zarr" for i in (0, 1)]
     args = ["-s", "Snakefile.simulate", "--configfile", "config/rule.yaml"]

@@ -86,7 +86,9 @@ def planned_counts(work: Path, profile: Path) -> Counter:
 def sacct_jobs(cluster: Cluster, run_id: str, extra: tuple[str, ...] = ()) -> list[dict[str, str]]:
     """The SLURM jobs of one Snakemake run (sacct, allocations only, one dict per job, in submission order)."""
     fields = ["JobID", "JobName", "State", "Partition", "Account", "AllocTRES", *extra, "Comment"]
-    out = cluster.run("sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_id, "-o", ",".join(fields)).stdout
+    out = cluster.run(
+        "sacct", "-X", "-P", "-n", "--starttime", "now-1days", "--name", run_id, "-o", ",".join(fields)
+    ).stdout
     return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line.strip()]
 
 
@@ -111,7 +113,11 @@ def test_tiny_study_on_slurm(cluster: Cluster, tmp_path: Path) -> None:
     work = copy_workflow(tmp_path / "work")
     profile = write_profile(tmp_path / "profile")
     site = yaml.safe_load((profile / "config.yaml").read_text())["__variables__"]
-    assert (site["account"], site["cpu_partition"], site["gpu_partition"]) == (ACCOUNT, CPU_PARTITION, GPU_PARTITION)
+    assert (site["account"], site["cpu_partition"], site["gpu_partition"]) == (
+        ACCOUNT,
+        CPU_PARTITION,
+        GPU_PARTITION,
+    )
     planned = planned_counts(work, profile)
     estimators = list(yaml.safe_load((work / "config" / "test.yaml").read_text())["estimators"])
     assert planned["train"] == len(estimators), planned
@@ -131,8 +137,12 @@ def test_tiny_study_on_slurm(cluster: Cluster, tmp_path: Path) -> None:
     found = re.search(r"SLURM run ID: (\S+)", text)
     run_id = found.group(1) if found else None
     if proc.returncode in (124, 137):
-        pytest.fail(f"the SLURM run was killed after {RUN_LIMIT_S} s\n" + diagnostics(work, log, cluster, run_id))
-    assert proc.returncode == 0, f"snakemake failed ({proc.returncode})\n" + diagnostics(work, log, cluster, run_id)
+        pytest.fail(
+            f"the SLURM run was killed after {RUN_LIMIT_S} s\n" + diagnostics(work, log, cluster, run_id)
+        )
+    assert proc.returncode == 0, f"snakemake failed ({proc.returncode})\n" + diagnostics(
+        work, log, cluster, run_id
+    )
     assert run_id, "no SLURM run ID in the log: did the slurm executor run at all?"
     print(f"SLURM run of the tiny study: {elapsed:.0f} s")
 
@@ -157,11 +167,17 @@ def test_tiny_study_on_slurm(cluster: Cluster, tmp_path: Path) -> None:
     train_logs = sorted((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
     assert len(train_logs) == len(estimators), train_logs
     for path in train_logs:
-        assert re.search(r"'CUDA_VISIBLE_DEVICES': '\d", path.read_text()), f"no CUDA_VISIBLE_DEVICES in {path}"
+        assert re.search(r"'CUDA_VISIBLE_DEVICES': '\d", path.read_text()), (
+            f"no CUDA_VISIBLE_DEVICES in {path}"
+        )
     # The fake GPU is unusable to CUDA: with gpu_fallback: warn, each summary says so and names the node.
     for name in estimators:
-        warning = json.loads((work / "results" / "test" / "train" / name / "summary.json").read_text())["device_warning"]
-        assert warning and f"node {NODE_NAME}: SLURM job" in warning and "training on the CPU" in warning, warning
+        warning = json.loads((work / "results" / "test" / "train" / name / "summary.json").read_text())[
+            "device_warning"
+        ]
+        assert warning and f"node {NODE_NAME}: SLURM job" in warning and "training on the CPU" in warning, (
+            warning
+        )
 
     # The study is complete: a local dry run finds nothing left to do.
     check = snakemake(["-n", "--configfile", "config/test.yaml"], cwd=work)
@@ -215,7 +231,9 @@ class Run:
         out = self.cluster.run("squeue", "-h", "--name", run_id, "-o", "%i|%T|%k", check=False).stdout
         return [tuple(line.split("|", 2)) for line in out.splitlines() if line.count("|") == 2]
 
-    def wait_for(self, run_id: str, ready, what: str, timeout: float = RUN_LIMIT_S) -> list[tuple[str, str, str]]:
+    def wait_for(
+        self, run_id: str, ready, what: str, timeout: float = RUN_LIMIT_S
+    ) -> list[tuple[str, str, str]]:
         """Poll squeue until `ready(jobs)`; fail if Snakemake exits or `timeout` passes first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -265,7 +283,9 @@ def test_cancelled_and_memory_killed_jobs_are_retried(cluster: Cluster, tmp_path
     run_id = run.run_id()
     jobs = run.wait_for(run_id, lambda jobs: any(c == "rule_train_wildcards_maf" for _, s, c in jobs if s == "RUNNING"),
                         "the maf training job running")  # fmt: skip
-    cancelled = next(jid for jid, state, comment in jobs if comment == "rule_train_wildcards_maf" and state == "RUNNING")
+    cancelled = next(
+        jid for jid, state, comment in jobs if comment == "rule_train_wildcards_maf" and state == "RUNNING"
+    )
     cluster.run("scancel", cancelled)
     status = run.wait(RUN_LIMIT_S)
     elapsed = time.monotonic() - run.started
@@ -275,21 +295,27 @@ def test_cancelled_and_memory_killed_jobs_are_retried(cluster: Cluster, tmp_path
     records = {job["JobID"]: job for job in sacct_jobs(cluster, run_id, extra=("ReqMem",))}
     assert records[cancelled]["State"] == "CANCELLED by 0", records[cancelled]
     # Seen as cancelled from sacct (`by 0`), or from squeue where slurmdbd has not recorded the job yet.
-    assert re.search(rf"SLURM job {cancelled} ended CANCELLED( by 0)?: cancelled", run.text()), run.text()[-3000:]
+    assert re.search(rf"SLURM job {cancelled} ended CANCELLED( by 0)?: cancelled", run.text()), run.text()[
+        -3000:
+    ]
     maf = [job for job in records.values() if job["Comment"] == "rule_train_wildcards_maf"]
     assert [job["State"] for job in maf] == ["CANCELLED by 0", "COMPLETED"], maf
     shards = Counter(job["Comment"] for job in records.values() if job["Comment"].startswith("rule_simulate"))
     assert len(shards) == 2, records
     for comment in shards:
         tries = [job for job in records.values() if job["Comment"] == comment]
-        assert [job["State"] for job in tries] in (["FAILED", "COMPLETED"], ["OUT_OF_MEMORY", "COMPLETED"]), tries
+        assert [job["State"] for job in tries] in (["FAILED", "COMPLETED"], ["OUT_OF_MEMORY", "COMPLETED"]), (
+            tries
+        )
         assert [job["ReqMem"] for job in tries] == ["240M", "480M"], tries
         killed_log = next((work / ".snakemake" / "slurm_logs").rglob(f"{tries[0]['JobID']}.log"))
         assert "exceeded memory limit" in killed_log.read_text(), killed_log
     others = [job for job in records.values()
               if job["Comment"] not in shards and job["Comment"] != "rule_train_wildcards_maf"]  # fmt: skip
     assert others and all(job["State"] == "COMPLETED" for job in others), others
-    check = snakemake(["-n", *[TRAINED.format(e) for e in estimators], "--configfile", "config/test.yaml"], cwd=work)
+    check = snakemake(
+        ["-n", *[TRAINED.format(e) for e in estimators], "--configfile", "config/test.yaml"], cwd=work
+    )
     assert "Nothing to be done" in check.stdout + check.stderr, check.stdout[-3000:]
 
 
@@ -318,21 +344,29 @@ def test_scancel_name_and_ctrl_c_stop_the_study_and_the_same_command_finishes_it
             cluster.run("scancel", "--name", run_id)
         status = run.wait(STOP_LIMIT_S[how])
         took = time.monotonic() - stopped
-        assert status is not None, f"{how}: snakemake still ran after {STOP_LIMIT_S[how]} s\n" + run.text()[-4000:]
+        assert status is not None, (
+            f"{how}: snakemake still ran after {STOP_LIMIT_S[how]} s\n" + run.text()[-4000:]
+        )
         assert status != 0, run.text()[-3000:]
         print(f"{how}: snakemake exited {took:.0f} s after the stop")
         assert not list((work / ".snakemake" / "locks").glob("*")), f"{how}: a lock was left"
-        assert {name: (work / name).stat().st_mtime_ns for name in finished} == stamps, f"{how}: finished output changed"
+        assert {name: (work / name).stat().st_mtime_ns for name in finished} == stamps, (
+            f"{how}: finished output changed"
+        )
         time.sleep(2)
         left = [job for job in run.queue(run_id) if job[1] in ("PENDING", "RUNNING", "CONFIGURING")]
         assert not left, f"{how}: jobs left in the queue: {left}"
         trains = [job for job in sacct_jobs(cluster, run_id) if job["Comment"].startswith("rule_train_")]
         assert len(trains) <= len(estimators), f"{how}: jobs were submitted again: {trains}"
-        assert all(job["State"].startswith("CANCELLED") or job["State"] == "COMPLETED" for job in trains), trains
+        assert all(job["State"].startswith("CANCELLED") or job["State"] == "COMPLETED" for job in trains), (
+            trains
+        )
 
     run = Run(cluster, work, profile, tmp_path / "finish.log", targets)
     status = run.wait(RUN_LIMIT_S)
     assert status == 0, f"snakemake exit {status}\n" + run.text()[-4000:]
-    assert "rule split:" not in run.text() and "rule simulate:" not in run.text(), "finished jobs were run again"
+    assert "rule split:" not in run.text() and "rule simulate:" not in run.text(), (
+        "finished jobs were run again"
+    )
     for name in estimators:
         assert (work / TRAINED.format(name)).exists()

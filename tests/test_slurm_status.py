@@ -78,16 +78,23 @@ def test_with_requeue_slurm_gets_a_few_checks_to_requeue() -> None:
     book = StatusBook()
     for _ in range(MISSING_CHECKS - 1):
         assert judge(["7"], {"7": "PREEMPTED"}, nothing_in_squeue, book, UID, requeue=True).failed == {}
-    assert "pre-empted" in judge(["7"], {"7": "PREEMPTED"}, nothing_in_squeue, book, UID, requeue=True).failed["7"]
+    assert (
+        "pre-empted"
+        in judge(["7"], {"7": "PREEMPTED"}, nothing_in_squeue, book, UID, requeue=True).failed["7"]
+    )
 
 
 def test_scancel_name_is_a_stop_one_scancel_is_a_retry() -> None:
     mine, admin = f"CANCELLED by {UID}", f"CANCELLED by {UID + 1}"
     assert judge(["1", "2"], {"1": mine, "2": mine}, nothing_in_squeue, StatusBook(), UID).stop
-    assert judge(["1", "2", "3"], {"1": mine, "2": mine, "3": "TIMEOUT"}, nothing_in_squeue, StatusBook(), UID).stop
+    assert judge(
+        ["1", "2", "3"], {"1": mine, "2": mine, "3": "TIMEOUT"}, nothing_in_squeue, StatusBook(), UID
+    ).stop
     assert not judge(["1"], {"1": mine}, nothing_in_squeue, StatusBook(), UID).stop  # one job: retried
     assert not judge(["1", "2"], {"1": admin, "2": admin}, nothing_in_squeue, StatusBook(), UID).stop
-    running = judge(["1", "2", "3"], {"1": mine, "2": mine, "3": "RUNNING"}, nothing_in_squeue, StatusBook(), UID)
+    running = judge(
+        ["1", "2", "3"], {"1": mine, "2": mine, "3": "RUNNING"}, nothing_in_squeue, StatusBook(), UID
+    )
     assert set(running.failed) == {"1", "2"} and not running.stop  # not every job: cancelled ones are retried
 
 
@@ -141,13 +148,17 @@ def plugin_executor(reported: dict[str, list[str]]) -> Any:
         _preemption_warning=False, _failed_nodes=set(), _next_seconds_between_status_checks=None,
     )  # fmt: skip
     executor.report_job_success = lambda job: reported["ok"].append(job.external_jobid)
-    executor.report_job_error = lambda job, msg=None, **kw: reported["error"].append(f"{job.external_jobid}: {msg}")
+    executor.report_job_error = lambda job, msg=None, **kw: reported["error"].append(
+        f"{job.external_jobid}: {msg}"
+    )
     return executor
 
 
 def check(executor: Any, ids: list[str], original: bool = False) -> list[str]:
     """Run one status check over jobs `ids`; returns the ids still active."""
-    jobs = [SimpleNamespace(external_jobid=i, aux={"slurm_logfile": Path(f"/nonexistent/{i}.log")}) for i in ids]
+    jobs = [
+        SimpleNamespace(external_jobid=i, aux={"slurm_logfile": Path(f"/nonexistent/{i}.log")}) for i in ids
+    ]
     method = type(executor).check_active_jobs
     method = method.__wrapped__ if original else method
 
@@ -184,7 +195,9 @@ def test_hooked_plugin_fails_every_abnormal_end(fake_slurm: Path, hooked: None) 
     assert any(line.startswith("11: SLURM job 11 ended CANCELLED by 0") for line in reported["error"])
 
 
-def test_hooked_plugin_fails_a_lost_job_and_keeps_jobs_through_failed_queries(fake_slurm: Path, hooked: None) -> None:
+def test_hooked_plugin_fails_a_lost_job_and_keeps_jobs_through_failed_queries(
+    fake_slurm: Path, hooked: None
+) -> None:
     reported: dict[str, list[str]] = {"ok": [], "error": [], "stop": []}
     executor = plugin_executor(reported)
     (fake_slurm / "sacct.out").write_text("21|RUNNING\n")
@@ -219,7 +232,9 @@ def test_ctrl_c_cancels_every_job_of_the_run(fake_slurm: Path, hooked: None) -> 
     assert (fake_slurm / "scancel.calls").read_text().splitlines() == ["--name run-1"]
 
 
-def test_hook_refuses_another_plugin_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_hook_refuses_another_plugin_version(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     plugin = pytest.importorskip("snakemake_executor_plugin_slurm")
     method = plugin.Executor.check_active_jobs
     monkeypatch.setattr(plugin.Executor, "check_active_jobs", getattr(method, "__wrapped__", method))
@@ -236,7 +251,9 @@ def test_placeholder_account_is_refused_in_one_line(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(slurm, "partition_limits", lambda: None)
     problem = check_site("my_account", {"cpu": 60}, ["-n"])
     assert isinstance(problem, ConfigError) and "\n" not in str(problem)
-    assert str(problem).startswith("config error: profiles/slurm/config.yaml: account: expected your SLURM account")
+    assert str(problem).startswith(
+        "config error: profiles/slurm/config.yaml: account: expected your SLURM account"
+    )
     assert check_site("astro42", {"cpu": 60}) is None  # no sinfo: nothing more to check
 
 
@@ -244,8 +261,13 @@ def test_partitions_and_time_limits_are_checked_against_sinfo(monkeypatch: pytes
     monkeypatch.setattr(slurm, "partition_limits", lambda: {"cpu": None, "gpu": 12 * 60.0})
     assert check_site("astro42", {"cpu": 10**6, "gpu": 720}) is None
     assert "partition: expected one of cpu, gpu" in str(check_site("astro42", {"a100": 60}))
-    assert str(check_site("my_account", {}, ["--profile=/site/prof"])).startswith("config error: /site/prof/config.yaml")
+    assert str(check_site("my_account", {}, ["--profile=/site/prof"])).startswith(
+        "config error: /site/prof/config.yaml"
+    )
     too_long = str(check_site("astro42", {"gpu": 1440}))
-    assert "runtimes on partition gpu: expected at most its time limit, 720 min" in too_long and "1440 min" in too_long
+    assert (
+        "runtimes on partition gpu: expected at most its time limit, 720 min" in too_long
+        and "1440 min" in too_long
+    )
     assert [minutes(t) for t in ("infinite", "UNLIMITED", "30:00", "2:00:00", "1-12:00:00", "45")] == [
         None, None, 30, 120, 2160, 45]  # fmt: skip

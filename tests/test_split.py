@@ -24,8 +24,15 @@ def _shards(tmp: Path, sizes: list[int]) -> list[Path]:
         images[:, 1] *= 2.0  # band r twice band g
         theta = np.stack([ids, -ids], axis=1)
         path = tmp / f"shard_{k:04d}.zarr"
-        write_store(path, images, theta, NAMES, attrs={"shard": k, "bands": ["g", "r", "i"]},
-                    metadata=pd.DataFrame({"OBJID": np.arange(n)}), chunk_size=4)
+        write_store(
+            path,
+            images,
+            theta,
+            NAMES,
+            attrs={"shard": k, "bands": ["g", "r", "i"]},
+            metadata=pd.DataFrame({"OBJID": np.arange(n)}),
+            chunk_size=4,
+        )
         paths.append(path)
         start += n
     return paths
@@ -33,7 +40,9 @@ def _shards(tmp: Path, sizes: list[int]) -> list[Path]:
 
 def _run(tmp: Path, shards: list[Path], seed: int = 1, frac: float = 0.25) -> tuple:
     out = tmp / f"out{seed}"
-    stats = split_shards(shards, out / "train.zarr", out / "test.zarr", out / "norm.json", SplitSettings(frac, seed))
+    stats = split_shards(
+        shards, out / "train.zarr", out / "test.zarr", out / "norm.json", SplitSettings(frac, seed)
+    )
     return open_store(out / "train.zarr"), open_store(out / "test.zarr"), stats, out
 
 

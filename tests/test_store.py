@@ -20,8 +20,15 @@ NAMES = ["sigma_v", "theta_E", "e1"]
 def store_path(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     path = tmp_path / "shard_0000.zarr"
-    write_store(path, rng.normal(size=(40, 3, 8, 8)), rng.normal(size=(40, 3)), NAMES,
-                attrs={"bands": ["g", "r", "i"]}, metadata=pd.DataFrame({"x": np.arange(40)}), chunk_size=8)
+    write_store(
+        path,
+        rng.normal(size=(40, 3, 8, 8)),
+        rng.normal(size=(40, 3)),
+        NAMES,
+        attrs={"bands": ["g", "r", "i"]},
+        metadata=pd.DataFrame({"x": np.arange(40)}),
+        chunk_size=8,
+    )
     return path
 
 

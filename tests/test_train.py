@@ -71,12 +71,19 @@ def study(tmp_path: Path, tiny_config: dict) -> Study:
     return make_study(tmp_path, tiny_config)
 
 
-def run_training(study: Study, name: str, outdir: Path, config: dict | None = None, **training: object) -> dict:
+def run_training(
+    study: Study, name: str, outdir: Path, config: dict | None = None, **training: object
+) -> dict:
     config = copy.deepcopy(config or study.config)
     config["training"].update(training)
     job = TrainJob.from_params(training_params(config, name), name)
-    return train(job, study.store, study.normalisation, TrainOutputs.in_dir(outdir),
-                 ExecutionSettings.from_config(config["training"]))
+    return train(
+        job,
+        study.store,
+        study.normalisation,
+        TrainOutputs.in_dir(outdir),
+        ExecutionSettings.from_config(config["training"]),
+    )
 
 
 def read_epochs(path: Path) -> list[dict]:
@@ -99,7 +106,9 @@ def check_posterior(study: Study, estimator: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["maf", "nsf", "nsf_16x512", "coupling_resnet"])
-def test_each_estimator_trains(study: Study, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_estimator_trains(
+    study: Study, name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
@@ -112,7 +121,9 @@ def test_each_estimator_trains(study: Study, name: str, tmp_path: Path, monkeypa
     assert json.loads((out / "summary.json").read_text()) == summary
     for key in ("epochs", "best_epoch", "best_val_loss", "wall_time_s", "device", "train_pairs_per_s"):
         assert key in summary
-    assert summary["epochs"] == 2 and summary["stopped"] == "max_epochs" and summary["device"].startswith("cpu")
+    assert (
+        summary["epochs"] == 2 and summary["stopped"] == "max_epochs" and summary["device"].startswith("cpu")
+    )
     record = torch.load(out / "estimator.pt", weights_only=True)  # no pickled objects
     assert record["estimator"] == name and record["parameter_names"] == study.config["parameters"]
     assert record["image_shape"] == [3, 32, 32] and record["bands"] == ["g", "r", "i"]
@@ -123,11 +134,14 @@ def test_each_estimator_trains(study: Study, name: str, tmp_path: Path, monkeypa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", [
-    {"flow": "zuko_nsf", "num_transforms": 2, "hidden_features": 32},
-    {"flow": "maf_rqs", "num_transforms": 2, "hidden_features": 32},
-    {"flow": "mdn", "num_components": 3, "hidden_features": 32},
-])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"flow": "zuko_nsf", "num_transforms": 2, "hidden_features": 32},
+        {"flow": "maf_rqs", "num_transforms": 2, "hidden_features": 32},
+        {"flow": "mdn", "num_components": 3, "hidden_features": 32},
+    ],
+)
 def test_a_fifth_estimator_is_a_config_entry(study: Study, entry: dict, tmp_path: Path) -> None:
     config = copy.deepcopy(study.config)
     config["estimators"]["fifth"] = entry
@@ -140,7 +154,9 @@ def test_a_fifth_estimator_is_a_config_entry(study: Study, entry: dict, tmp_path
 def test_same_config_same_weights(study: Study, tmp_path: Path) -> None:
     run_training(study, "maf", tmp_path / "a")
     run_training(study, "maf", tmp_path / "b")
-    losses = [[(r["train_loss"], r["val_loss"]) for r in read_epochs(tmp_path / d / "epochs.csv")] for d in "ab"]
+    losses = [
+        [(r["train_loss"], r["val_loss"]) for r in read_epochs(tmp_path / d / "epochs.csv")] for d in "ab"
+    ]
     assert losses[0] == losses[1]
     a, b = (torch.load(tmp_path / d / "estimator.pt", weights_only=True)["state_dict"] for d in "ab")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -155,24 +171,42 @@ def test_same_config_same_weights(study: Study, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_early_stopping_keeps_the_best_epoch(study: Study, tmp_path: Path) -> None:
     # learning_rate 0: the validation loss never improves after epoch 1.
-    summary = run_training(study, "maf", tmp_path / "es", max_epochs=10, stop_after_epochs=2, learning_rate=0.0)
+    summary = run_training(
+        study, "maf", tmp_path / "es", max_epochs=10, stop_after_epochs=2, learning_rate=0.0
+    )
     assert summary["epochs"] == 3 and summary["best_epoch"] == 1 and summary["stopped"] == "early_stopping"
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_config: dict,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_killed_training_resumes_from_its_checkpoint(
+    tmp_path: Path, tiny_config: dict, caplog: pytest.LogCaptureFixture
+) -> None:
     study = make_study(tmp_path, tiny_config, n=96)
     config = copy.deepcopy(study.config)
     config["training"].update({"max_epochs": 6, "stop_after_epochs": 20})
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(config))
     out = tmp_path / "train" / "maf"
-    cmd = [sys.executable, "-m", "lenspipe.train", "--config", str(cfg_file), "--estimator", "maf",
-           "--train-store", str(study.store), "--normalisation", str(study.normalisation), "--outdir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lenspipe.train",
+        "--config",
+        str(cfg_file),
+        "--estimator",
+        "maf",
+        "--train-store",
+        str(study.store),
+        "--normalisation",
+        str(study.normalisation),
+        "--outdir",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
     first_run, deadline = [], time.time() + 120
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -185,8 +219,11 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_config
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, "".join(first_run)
     assert (out / "checkpoint.pt").is_file() and not (out / "estimator.pt").exists()
-    logged = {int(m.group(1)): m.group(2) for m in map(re.compile(r"epoch (\d+)/6: (train_loss \S+ val_loss \S+)").search,
-                                                        first_run) if m}
+    logged = {
+        int(m.group(1)): m.group(2)
+        for m in map(re.compile(r"epoch (\d+)/6: (train_loss \S+ val_loss \S+)").search, first_run)
+        if m
+    }
 
     # A checkpoint of other settings is never resumed (here: another learning rate, on a copy).
     other = tmp_path / "other"
@@ -222,8 +259,17 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path: Path, tiny_config
 
 def test_training_params_are_the_config_slice(tiny_config: dict) -> None:
     params = training_params(tiny_config, "nsf")
-    assert set(params) == {"training", "embedding", "estimator", "parameters", "priors", "cosmology", "bands",
-                           "num_pix", "seed"}
+    assert set(params) == {
+        "training",
+        "embedding",
+        "estimator",
+        "parameters",
+        "priors",
+        "cosmology",
+        "bands",
+        "num_pix",
+        "seed",
+    }
     assert params["estimator"] == tiny_config["estimators"]["nsf"]
     assert not {"device", "gpu_fallback", "threads"} & set(params["training"])  # where, not what
     job = TrainJob.from_params(params, "nsf")
@@ -237,7 +283,9 @@ def test_training_params_are_the_config_slice(tiny_config: dict) -> None:
     assert train_mem_mb(tiny_config) > 3072
 
 
-@pytest.mark.parametrize(("key", "value"), [("batch_size", 0), ("validation_fraction", 1.0), ("max_epochs", 0)])
+@pytest.mark.parametrize(
+    ("key", "value"), [("batch_size", 0), ("validation_fraction", 1.0), ("max_epochs", 0)]
+)
 def test_bad_training_settings_name_the_key(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"training.{key}"):
         TrainingSettings.from_config({key: value})
@@ -246,11 +294,15 @@ def test_bad_training_settings_name_the_key(key: str, value: object) -> None:
 def test_training_data_serves_shuffled_batches(study: Study) -> None:
     from lenspipe.store import open_store
 
-    data = load_training_data(study.store, study.config["parameters"], ["g", "r", "i"], study.box, 0.25, seed=0)
+    data = load_training_data(
+        study.store, study.config["parameters"], ["g", "r", "i"], study.box, 0.25, seed=0
+    )
     assert isinstance(data, TrainingData) and (data.n_train, data.n_validation) == (48, 16)
     assert data.image_shape == (3, 32, 32) and data.parameter_names == tuple(study.config["parameters"])
     epoch = list(data.train_batches(10, torch.Generator().manual_seed(0)))
-    assert len(epoch) == 4 and all(t.shape == (10, 6) and x.shape == (10, 3, 32, 32) for t, x in epoch)  # drop_last
+    assert len(epoch) == 4 and all(
+        t.shape == (10, 6) and x.shape == (10, 3, 32, 32) for t, x in epoch
+    )  # drop_last
     again = list(data.train_batches(10, torch.Generator().manual_seed(0)))
     assert all(torch.equal(a[0], b[0]) for a, b in zip(epoch, again, strict=True))  # seeded order
     theta = open_store(study.store).theta
@@ -272,8 +324,11 @@ def test_store_for_other_parameters_is_a_data_error(tmp_path: Path, tiny_config:
     assert str(study.store) in str(info.value) and "in this order" in str(info.value)
     with pytest.raises(DataError, match="bands"):
         load_training_data(study.store, study.config["parameters"], ["g", "r"], study.box, 0.1, 0)
-    narrow = PriorBox(study.box.names, study.box.low, tuple(lo + 1e-3 * (hi - lo) for lo, hi in
-                                                            zip(study.box.low, study.box.high, strict=True)))
+    narrow = PriorBox(
+        study.box.names,
+        study.box.low,
+        tuple(lo + 1e-3 * (hi - lo) for lo, hi in zip(study.box.low, study.box.high, strict=True)),
+    )
     with pytest.raises(DataError, match="outside the prior box"):
         load_training_data(study.store, study.config["parameters"], ["g", "r", "i"], narrow, 0.1, 0)
 
@@ -287,7 +342,9 @@ def test_normalisation_of_other_bands_is_a_data_error(study: Study, tmp_path: Pa
     assert not (tmp_path / "bad" / "estimator.pt").exists()
 
 
-def test_device_choice_and_gpu_fallback(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_device_choice_and_gpu_fallback(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     assert resolve_device("cpu").type == "cpu"
@@ -307,4 +364,7 @@ def test_loss_figures_are_reproducible(tmp_path: Path) -> None:
         plot_losses(rows, 2, "maf", tmp_path / d / "loss.pdf", tmp_path / d / "loss.png")
     for name in ("loss.pdf", "loss.png"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["loss.pdf", "loss.png"]  # no temporary files
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "loss.pdf",
+        "loss.png",
+    ]  # no temporary files

@@ -25,10 +25,19 @@ def test_every_stage_output(finished_run: tuple[Path, Path]) -> None:
     out = work / "results" / "test"
     shards = [open_store(out / f"simulate/shard_{i:04d}.zarr") for i in range(2)]
     assert [len(s) for s in shards] == [30, 30]
-    assert (out / "simulate/shard_0000.deeplenstronomy.yaml").read_text().startswith("# deeplenstronomy config")
+    assert (
+        (out / "simulate/shard_0000.deeplenstronomy.yaml").read_text().startswith("# deeplenstronomy config")
+    )
     train, test = open_store(out / "split/train.zarr"), open_store(out / "split/test.zarr")
     assert (len(train), len(test)) == (48, 12)
-    assert train.images.shape[1:] == (3, 64, 64) and train.parameter_names == ["sigma_v", "theta_E", "e1", "e2", "z_l", "z_s"]
+    assert train.images.shape[1:] == (3, 64, 64) and train.parameter_names == [
+        "sigma_v",
+        "theta_E",
+        "e1",
+        "e2",
+        "z_l",
+        "z_s",
+    ]
     norm = json.loads((out / "split/normalisation.json").read_text())
     assert norm["bands"] == ["g", "r", "i"] and len(norm["std"]) == 3
     for est in ESTIMATORS:
@@ -41,8 +50,19 @@ def test_every_stage_output(finished_run: tuple[Path, Path]) -> None:
         samples = zarr.open_group(str(out / f"sample/{est}/samples.zarr"), mode="r")["samples"]
         assert samples.shape == (12, 200, 6)
         metrics = pd.read_csv(out / f"evaluate/{est}/metrics.csv")
-        assert list(metrics["parameter"]) == [*train.parameter_names, "joint"]  # joint: TARP over all parameters
-        for fig in ("predicted_vs_true", "residuals", "coverage", "sbc_ranks", "loss", "corner_0", "corner_1"):
+        assert list(metrics["parameter"]) == [
+            *train.parameter_names,
+            "joint",
+        ]  # joint: TARP over all parameters
+        for fig in (
+            "predicted_vs_true",
+            "residuals",
+            "coverage",
+            "sbc_ranks",
+            "loss",
+            "corner_0",
+            "corner_1",
+        ):
             for ext in ("pdf", "png"):
                 assert (out / f"evaluate/{est}/figures/{fig}.{ext}").stat().st_size > 1000
 
@@ -51,12 +71,21 @@ def test_comparison_tables_have_one_row_per_estimator_and_no_nan(finished_run: t
     work, _ = finished_run
     compare = work / "results/test/compare"
     tables = sorted(compare.glob("*.csv"))
-    assert {t.stem for t in tables} >= {"r2", "mean_abs_residual", "coverage_68", "coverage_95", "calibration", "cost"}
+    assert {t.stem for t in tables} >= {
+        "r2",
+        "mean_abs_residual",
+        "coverage_68",
+        "coverage_95",
+        "calibration",
+        "cost",
+    }
     for table in tables:
         frame = pd.read_csv(table)
         assert list(frame.iloc[:, 0]) == ESTIMATORS, table.name
         assert not frame.isna().any().any(), f"NaN in {table.name}"
-        assert (compare / f"{table.stem}.md").exists() and "\\toprule" in (compare / f"{table.stem}.tex").read_text()
+        assert (compare / f"{table.stem}.md").exists() and "\\toprule" in (
+            compare / f"{table.stem}.tex"
+        ).read_text()
     cost = pd.read_csv(compare / "cost.csv")
     assert (cost.select_dtypes("number") >= 0).all().all()
     for ext in ("pdf", "png"):
@@ -66,12 +95,29 @@ def test_comparison_tables_have_one_row_per_estimator_and_no_nan(finished_run: t
 def test_every_job_writes_provenance(finished_run: tuple[Path, Path]) -> None:
     work, _ = finished_run
     out = work / "results/test"
-    files = [out / "simulate/shard_0000.provenance.json", out / "split/provenance.json", out / "compare/provenance.json"]
-    files += [out / f"{stage}/{est}/provenance.json" for stage in ("train", "sample", "evaluate") for est in ESTIMATORS]
+    files = [
+        out / "simulate/shard_0000.provenance.json",
+        out / "split/provenance.json",
+        out / "compare/provenance.json",
+    ]
+    files += [
+        out / f"{stage}/{est}/provenance.json"
+        for stage in ("train", "sample", "evaluate")
+        for est in ESTIMATORS
+    ]
     for file in files:
         record = json.loads(file.read_text())
-        assert set(record["packages"]) >= {"lenspipe", "sbi", "torch", "deeplenstronomy", "lenstronomy", "snakemake"}
-        assert all(record["packages"][p] for p in ("sbi", "torch", "deeplenstronomy", "lenstronomy", "snakemake"))
+        assert set(record["packages"]) >= {
+            "lenspipe",
+            "sbi",
+            "torch",
+            "deeplenstronomy",
+            "lenstronomy",
+            "snakemake",
+        }
+        assert all(
+            record["packages"][p] for p in ("sbi", "torch", "deeplenstronomy", "lenstronomy", "snakemake")
+        )
         assert record["config"], file
         assert "git" in record
     shard = json.loads(files[0].read_text())
@@ -95,10 +141,18 @@ def test_second_run_gives_identical_outputs(finished_run: tuple[Path, Path], tmp
     config = yaml.safe_load(cfg.read_text())
     config["estimators"] = {"maf": config["estimators"]["maf"]}
     other = copy_workflow(tmp_path)
-    snakemake(["--cores", "2", "--configfile", str(write_config(other / "config" / "maf.yaml", config))], cwd=other,
-              timeout=1200)
+    snakemake(
+        ["--cores", "2", "--configfile", str(write_config(other / "config" / "maf.yaml", config))],
+        cwd=other,
+        timeout=1200,
+    )
     first, second = work / "results/test", other / "results/test"
-    for shard in ("simulate/shard_0000.zarr", "simulate/shard_0001.zarr", "split/train.zarr", "split/test.zarr"):
+    for shard in (
+        "simulate/shard_0000.zarr",
+        "simulate/shard_0001.zarr",
+        "split/train.zarr",
+        "split/test.zarr",
+    ):
         a, b = open_store(first / shard), open_store(second / shard)
         assert np.array_equal(a.theta, b.theta) and np.array_equal(a.load_images(), b.load_images()), shard
     same = ["split/normalisation.json", "evaluate/maf/metrics.csv", "evaluate/maf/metrics.json"]
@@ -109,9 +163,17 @@ def test_second_run_gives_identical_outputs(finished_run: tuple[Path, Path], tmp
     for rel in same:
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     # the comparison tables (all but the measured times of `cost`) are rebuilt byte for byte
-    before = {p.name: p.read_bytes() for p in (first / "compare").iterdir() if not p.name.startswith(("cost", "provenance"))}
+    before = {
+        p.name: p.read_bytes()
+        for p in (first / "compare").iterdir()
+        if not p.name.startswith(("cost", "provenance"))
+    }
     snakemake(["--cores", "1", "--configfile", str(cfg), "--forcerun", "compare"], cwd=work)
-    after = {p.name: p.read_bytes() for p in (first / "compare").iterdir() if not p.name.startswith(("cost", "provenance"))}
+    after = {
+        p.name: p.read_bytes()
+        for p in (first / "compare").iterdir()
+        if not p.name.startswith(("cost", "provenance"))
+    }
     assert before == after
 
 
@@ -128,10 +190,21 @@ def test_stage_times_table_reads_every_stage(finished_run: tuple[Path, Path]) ->
     spec.loader.exec_module(stage_times)
     work, _ = finished_run
     bench = work / "results" / "test" / "benchmarks"
-    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
-            for line in stage_times.table(bench).splitlines()[2:]}
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2].strip()
+        for line in stage_times.table(bench).splitlines()[2:]
+    }
     n = len(ESTIMATORS)
-    assert rows == {"simulate": "2", "split": "1", "train": str(n), "sample": str(n), "evaluate": str(n),
-                    "compare": "1", "**all**": str(2 + 1 + 3 * n + 1)}
+    assert rows == {
+        "simulate": "2",
+        "split": "1",
+        "train": str(n),
+        "sample": str(n),
+        "evaluate": str(n),
+        "compare": "1",
+        "**all**": str(2 + 1 + 3 * n + 1),
+    }
     jobs = stage_times.read_jobs(bench / "train")
-    assert sorted(j.name for j in jobs) == sorted(ESTIMATORS) and all(0 < j.seconds and j.start < j.end for j in jobs)
+    assert sorted(j.name for j in jobs) == sorted(ESTIMATORS) and all(
+        0 < j.seconds and j.start < j.end for j in jobs
+    )

@@ -66,7 +66,16 @@ def install_packages(log: Path | None = None) -> None:
 
 def missing_programs() -> list[str]:
     """Programs of the cluster that are not on PATH (empty once the packages are installed)."""
-    programs = ("munged", "mariadbd", "mariadb-install-db", "slurmdbd", "slurmctld", "slurmd", "sbatch", "sacct")
+    programs = (
+        "munged",
+        "mariadbd",
+        "mariadb-install-db",
+        "slurmdbd",
+        "slurmctld",
+        "slurmd",
+        "sbatch",
+        "sacct",
+    )
     search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     return [p for p in programs if shutil.which(p, path=search) is None]
 
@@ -157,7 +166,11 @@ class Cluster:
             except (OSError, subprocess.SubprocessError):
                 pass
             time.sleep(0.2)
-        tail = "\n".join(self.log(daemon).read_text(errors="replace").splitlines()[-15:]) if self.log(daemon).exists() else ""
+        tail = (
+            "\n".join(self.log(daemon).read_text(errors="replace").splitlines()[-15:])
+            if self.log(daemon).exists()
+            else ""
+        )
         raise ClusterError(f"{what}: {problem} (log {self.log(daemon)}):\n{tail}")
 
     def _write_configs(self) -> None:
@@ -222,7 +235,8 @@ PartitionName={GPU_PARTITION} Nodes={NODE_NAME} MaxTime=INFINITE State=UP
 """
         )
         (r / "etc" / "gres.conf").write_text(
-            "AutoDetect=off\n" + "".join(f"NodeName={NODE_NAME} Name=gpu Type={GPU_TYPE} File={dev}\n" for dev in FAKE_GPU_FILES)
+            "AutoDetect=off\n"
+            + "".join(f"NodeName={NODE_NAME} Name=gpu Type={GPU_TYPE} File={dev}\n" for dev in FAKE_GPU_FILES)
         )
         dbd = r / "etc" / "slurmdbd.conf"
         dbd.write_text(
@@ -283,7 +297,11 @@ StorageLoc=slurm_acct_db
                 "--skip-log-bin", "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0",
             ],
         )  # fmt: skip
-        self._wait("MariaDB", "mariadbd", lambda: (r / "db" / "mysqld.sock").exists() and _connects(self.ports["mariadbd"]))
+        self._wait(
+            "MariaDB",
+            "mariadbd",
+            lambda: (r / "db" / "mysqld.sock").exists() and _connects(self.ports["mariadbd"]),
+        )
         self._wait("munged", "munged", munge_socket.exists)
         # slurmdbd reads slurmdbd.conf from the directory of SLURM_CONF.
         self._spawn("slurmdbd", [_program("slurmdbd"), "-D"])
@@ -296,7 +314,9 @@ StorageLoc=slurm_acct_db
         ):
             self.run("sacctmgr", "-i", *args)
         self._spawn("slurmctld", [_program("slurmctld"), "-D", "-i"])
-        self._wait("slurmctld", "slurmctld", lambda: self.run("scontrol", "ping", check=False).returncode == 0)
+        self._wait(
+            "slurmctld", "slurmctld", lambda: self.run("scontrol", "ping", check=False).returncode == 0
+        )
         self._spawn("slurmd", [_program("slurmd"), "-D", "-N", NODE_NAME])
         self._wait("slurmd", "slurmd", self._node_idle)
         if self.link_default_conf:
