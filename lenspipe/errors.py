@@ -23,3 +23,10 @@ class DataError(LenspipeError):
     def __init__(self, path: object, problem: str) -> None:
         self.path = str(path)
         super().__init__(f"data error: {path}: {problem}")
+
+
+class DeviceError(LenspipeError):
+    """A GPU the job holds (or the config asks for) cannot be used; names the node and the reason."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"device error: {problem}")

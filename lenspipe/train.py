@@ -26,7 +26,7 @@ import torch
 
 from lenspipe import atomic
 from lenspipe.data import load_training_data
-from lenspipe.device import describe, resolve_device, set_threads
+from lenspipe.device import choose_device, describe, set_threads
 from lenspipe.embedding import EmbeddingSettings, count_parameters
 from lenspipe.errors import DataError, LenspipeError
 from lenspipe.estimators import EstimatorSettings
@@ -181,7 +181,8 @@ def train_job(
     execution = execution or ExecutionSettings()
     wall_start = time.perf_counter()
     set_threads(execution.threads)
-    device = resolve_device(execution.device, execution.gpu_fallback)
+    device_choice = choose_device(execution.device, execution.gpu_fallback)
+    device = device_choice.device
     norm = Normalisation.from_file(normalisation)
     if list(norm.bands) != list(job.bands):
         raise DataError(
@@ -249,6 +250,7 @@ def train_job(
             fit_s, 3
         ),  # this session: build the networks and run the epochs (as sbi's .train())
         "device": describe(device),
+        "device_warning": device_choice.warning,
         "train_pairs_per_s": round(data.n_train * result.epochs / epoch_seconds, 2)
         if epoch_seconds > 0
         else None,

@@ -124,6 +124,16 @@ def simulate_params(wildcards):
     return rule_params.simulate_params(config, wildcards.shard)
 
 
+def by_attempt(base):
+    """A resource that grows with each retry: `base` on the first attempt, twice it on the second, so a job
+    killed at its memory or time limit gets more (rule resources; the slurm profile scales its own alike)."""
+
+    def scaled(wildcards, attempt):
+        return base * attempt
+
+    return scaled
+
+
 def split_mem_mb():
     """Memory of the split job (lenspipe.rule_params.split_mem_mb)."""
     return rule_params.split_mem_mb(config)

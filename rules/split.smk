@@ -18,7 +18,7 @@ rule split:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=split_mem_mb(),
+        mem_mb=by_attempt(split_mem_mb()),
     conda:
         "../envs/lenspipe.yaml"
     script:

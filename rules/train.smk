@@ -21,8 +21,8 @@ rule train:
         execution=execution_params(),
     threads: train_threads()
     resources:
-        mem_mb=train_mem_mb(),
-        runtime=720,
+        mem_mb=by_attempt(train_mem_mb()),
+        runtime=by_attempt(720),
     conda:
         "../envs/lenspipe.yaml"
     script:

@@ -23,7 +23,7 @@ import yaml
 from lenspipe import posterior as lp_posterior
 from lenspipe.data import TrainingData, load_training_data, split_indices, synthetic_lenses
 from lenspipe.device import resolve_device
-from lenspipe.errors import ConfigError, DataError
+from lenspipe.errors import ConfigError, DataError, DeviceError
 from lenspipe.normalisation import Normalisation
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.rule_params import train_mem_mb, training_params
@@ -338,7 +338,7 @@ def test_device_choice_and_gpu_fallback(
     with caplog.at_level("INFO"):
         assert resolve_device("cuda", "warn").type == "cpu"
     assert "training on the CPU" in caplog.text and "CUDA_VISIBLE_DEVICES=3" in caplog.text
-    with pytest.raises(ConfigError, match="training.device"):
+    with pytest.raises(DeviceError, match="training.gpu_fallback is fail"):
         resolve_device("cuda", "fail")
     with pytest.raises(ConfigError, match="training.device"):
         resolve_device("tpu")

@@ -212,7 +212,11 @@ SchedulerType=sched/backfill
 ReturnToService=2
 SlurmdParameters=config_overrides
 MinJobAge=300
-JobAcctGatherType=jobacct_gather/none
+# Memory limits enforced without cgroups: slurmstepd samples each step's memory every second and kills a
+# step that exceeds the job's --mem (state OUT_OF_MEMORY), as a cluster's cgroups would.
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill,UsePss
 JobCompType=jobcomp/none
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
