@@ -150,19 +150,20 @@ class D4Augmentation:
         self.signs = torch.tensor(
             [parameter_signs(parameter_names, k) for k in range(N_ELEMENTS)], dtype=torch.float32
         )
+        # pixels[k]: the source pixel (flat index) of each output pixel under element k: one gather per batch.
+        h, w = int(image_shape[-2]), int(image_shape[-1])
+        grid = torch.arange(h * w).view(h, w)
+        self.pixels = torch.stack([transform_images(grid, k).reshape(-1) for k in range(N_ELEMENTS)])
 
     def __call__(self, theta: Tensor, x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """(theta, x) of a batch, each pair under its own element drawn from `generator` (on the CPU)."""
         import torch
 
-        element = torch.randint(0, N_ELEMENTS, (theta.shape[0],), generator=generator).to(x.device)
-        signs = self.signs.to(device=theta.device, dtype=theta.dtype)[element]
-
-        def where(bit: int, transformed: Tensor, plain: Tensor) -> Tensor:
-            mask = (element & bit).bool().view(-1, *([1] * (plain.dim() - 1)))
-            return torch.where(mask, transformed, plain)
-
-        x = where(TRANSPOSE, x.transpose(-1, -2), x)
-        x = where(FLIP_ROWS, x.flip(-2), x)
-        x = where(FLIP_COLUMNS, x.flip(-1), x)
-        return theta * signs, x
+        element = torch.randint(0, N_ELEMENTS, (theta.shape[0],), generator=generator)
+        if self.pixels.device != x.device:
+            self.pixels, self.signs = self.pixels.to(x.device), self.signs.to(x.device)
+        element = element.to(x.device)
+        signs = self.signs.to(dtype=theta.dtype)[element]
+        flat = x.reshape(*x.shape[:-2], -1)
+        index = self.pixels[element].view(x.shape[0], *([1] * (flat.dim() - 2)), -1).expand_as(flat)
+        return theta * signs, torch.gather(flat, -1, index).view(x.shape)
