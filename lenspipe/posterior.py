@@ -19,6 +19,9 @@ Contract (the evaluation stage relies on it):
         theta (N, S, n_params) or (N, n_params) -> np.ndarray (N, S) or (N,) float32: the
         normalised posterior log density in physical units; -inf outside the prior box.
 
+With a derived theta_E (training.theta_E: derived) the flow models the other parameters (`flow_parameter_names`,
+`flow_box`; `posterior` is theirs) and `sample_images` computes each sample's theta_E from its sigma_v, z_l, z_s.
+
 Errors: a missing or unreadable file, an estimator trained for other parameters than
 `parameter_names`, or images of the wrong shape raise lenspipe.errors.DataError naming the file.
 The flow lives in the prior box's unconstrained space (lenspipe.estimators.BoundedEstimator), so
