@@ -6,12 +6,14 @@ For each estimator of the config it times, on the same synthetic pairs (lenspipe
   sbi        NPE(prior, density_estimator=builder).append_simulations(theta, x).train(...) with the same
              CNN and flow: sbi's defaults (per-pixel z-scoring of x), and with z_score_x='none' on
              images standardised beforehand (isolates what the per-pixel z-scoring costs)
+  lenspipe d4  lenspipe's training with `training.augment: d4` (each pair rotated/reflected per batch)
 and prints training pairs/s (training pairs x epochs / seconds), by wall clock and by the process's CPU
-time, and the ratios lenspipe / sbi (target >= 1). Variants run interleaved, `--repeats` times; the
-best of each is kept. On a shared machine use --threads 1 and read the CPU-time row.
+time, the ratios lenspipe / sbi (target >= 1) and d4 / plain lenspipe (what the augmentation costs: target
+>= 0.95, issue 13). Variants run interleaved, `--repeats` times; the best of each is kept. On a shared machine
+use --threads 1 and read the CPU-time row. `--no-sbi` times lenspipe with and without augmentation only.
 
 Usage: .venv/bin/python benchmarks/train.py [--pairs 2000] [--epochs 2] [--threads 2] [--repeats 1]
-       [--estimators maf nsf] [--config config/config.yaml]
+       [--estimators maf nsf] [--config config/config.yaml] [--no-sbi]
 """
 
 from __future__ import annotations
@@ -54,8 +56,10 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def run_lenspipe(config: dict, name: str, store: Path, norm: Path, out: Path) -> dict:
+def run_lenspipe(config: dict, name: str, store: Path, norm: Path, out: Path, augment: str = "none") -> dict:
     """lenspipe's training as train() runs it: build the networks, then the epoch loop with checkpoints."""
+    config = copy.deepcopy(config)
+    config["training"]["augment"] = augment
     job = TrainJob.from_params(training_params(config, name), name)
     stats = Normalisation.from_file(norm)
     data = load_training_data(
@@ -140,6 +144,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--estimators", nargs="*", default=None)
+    parser.add_argument("--no-sbi", action="store_true", help="time lenspipe with and without d4 only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -169,6 +174,7 @@ def main() -> None:
     )
     print(
         f"{'estimator':<16}{'clock':>6}{'lenspipe':>10}{'sbi':>10}{'sbi z_x=none':>14}{'ratio':>8}{'ratio none':>12}"
+        f"{'lenspipe d4':>13}{'d4/plain':>10}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -184,17 +190,24 @@ def main() -> None:
                         config, n, store, norm, root / f"{n}_{r}"
                     ),
                     "sbi_none": lambda n=name: run_sbi(config, n, theta_t, standardised_t, "none", seed=0),
+                    "lenspipe_d4": lambda n=name, r=repeat: run_lenspipe(
+                        config, n, store, norm, root / f"{n}_{r}_d4", augment="d4"
+                    ),
                 }
+                if args.no_sbi:
+                    runs = {k: v for k, v in runs.items() if not k.startswith("sbi")}
                 for key in list(runs) if repeat % 2 == 0 else list(reversed(runs)):
                     result = runs[key]()
                     for clock in ("wall", "cpu"):
                         rate = result["n_train"] * args.epochs / result[clock]
                         best.setdefault(key, {})[clock] = max(best.get(key, {}).get(clock, 0.0), rate)
+            nan = {"wall": float("nan"), "cpu": float("nan")}
             for clock in ("wall", "cpu"):
-                ours, sbi, none = best["lenspipe"][clock], best["sbi"][clock], best["sbi_none"][clock]
+                ours, d4 = best["lenspipe"][clock], best["lenspipe_d4"][clock]
+                sbi, none = best.get("sbi", nan)[clock], best.get("sbi_none", nan)[clock]
                 print(
                     f"{name if clock == 'wall' else '':<16}{clock:>6}{ours:>10.1f}{sbi:>10.1f}{none:>14.1f}"
-                    f"{ours / sbi:>8.2f}{ours / none:>12.2f}",
+                    f"{ours / sbi:>8.2f}{ours / none:>12.2f}{d4:>13.1f}{d4 / ours:>10.3f}",
                     flush=True,
                 )
 

@@ -201,6 +201,52 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)
+    check_training(config)
+
+
+def check_training(config: Mapping[str, Any]) -> None:
+    """The optional training settings: each only with what it applies to; augmentation and a derived theta_E
+    only where they are exact (lenspipe.augment.check_config; theta_E needs sigma_v, z_l, z_s inferred)."""
+    training = config["training"]
+    schedule = training.get("schedule", "none")
+    for key in ("lr_decay", "lr_patience"):
+        if key in training and schedule != "plateau":
+            raise ConfigError(
+                f"training.{key}", "no value unless training.schedule is plateau", training[key]
+            )
+    if "min_learning_rate" in training:
+        if schedule == "none":
+            raise ConfigError(
+                "training.min_learning_rate",
+                "no value unless training.schedule is plateau or cosine",
+                training["min_learning_rate"],
+            )
+        if not training["min_learning_rate"] < training["learning_rate"]:
+            raise ConfigError(
+                "training.min_learning_rate",
+                f"a rate below training.learning_rate ({training['learning_rate']})",
+                training["min_learning_rate"],
+            )
+    if training.get("warmup_epochs", 0) >= training["max_epochs"]:
+        raise ConfigError(
+            "training.warmup_epochs",
+            f"fewer warm-up epochs than training.max_epochs ({training['max_epochs']})",
+            training["warmup_epochs"],
+        )
+    if training.get("augment", "none") == "d4":
+        from lenspipe import augment
+
+        augment.check_config(config)
+    if training.get("theta_E", "inferred") == "derived":
+        needed = ["theta_E", "sigma_v", "z_l", "z_s"]
+        missing = [n for n in needed if n not in config["parameters"]]
+        if missing:
+            raise ConfigError(
+                "training.theta_E",
+                "inferred unless theta_E, sigma_v, z_l and z_s are all inferred parameters "
+                "(derived: theta_E follows from the others)",
+                f"derived without {', '.join(missing)} in parameters",
+            )
 
 
 def check_noise_settings(simulation: Mapping[str, Any], priors: Mapping[str, Any]) -> None:

@@ -80,6 +80,13 @@ class InMemoryTrainingData(TrainingData):
             self.parameter_names,
         )
 
+    def select_parameters(self, names: Sequence[str]) -> InMemoryTrainingData:
+        """The same pairs with theta restricted to the columns `names` (e.g. without a derived theta_E)."""
+        columns = [self.parameter_names.index(n) for n in names]
+        return InMemoryTrainingData(
+            self.theta[:, columns].contiguous(), self.images, self.train_index, self.validation_index, names
+        )
+
     def reference(self, max_pairs: int = 4096) -> Batch:
         idx = self.train_index[:max_pairs]
         return self.theta[idx].cpu(), self.images[idx].cpu()

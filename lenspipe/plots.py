@@ -350,6 +350,8 @@ def loss_curve(
         fig, ax = plt.subplots(figsize=(3.6, 2.7))
         ax.plot(table["epoch"], table["train_loss"], label="training")
         ax.plot(table["epoch"], table["val_loss"], label="validation")
+        if "val_loss_smoothed" in table.columns:  # training.smoothing / a schedule: what early stopping read
+            ax.plot(table["epoch"], table["val_loss_smoothed"], ls="--", lw=1.0, label="validation, smoothed")
         ax.axvline(best["epoch"], color="0.4", ls=":", lw=1.0, label=f"best epoch ({int(best['epoch'])})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(r"loss ($-\log q(\theta \mid x)$)")

@@ -19,6 +19,9 @@ Contract (the evaluation stage relies on it):
         theta (N, S, n_params) or (N, n_params) -> np.ndarray (N, S) or (N,) float32: the
         normalised posterior log density in physical units; -inf outside the prior box.
 
+With a derived theta_E (training.theta_E: derived) the flow models the other parameters (`flow_parameter_names`,
+`flow_box`; `posterior` is theirs) and `sample_images` computes each sample's theta_E from its sigma_v, z_l, z_s.
+
 Errors: a missing or unreadable file, an estimator trained for other parameters than
 `parameter_names`, or images of the wrong shape raise lenspipe.errors.DataError naming the file.
 The flow lives in the prior box's unconstrained space (lenspipe.estimators.BoundedEstimator), so
@@ -115,7 +118,7 @@ def from_record(record: Mapping[str, Any]) -> BoundedEstimator:
     embedding = EmbeddingSettings(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in record["embedding"].items()}
     )
-    box = PriorBox.from_dict(record["prior_box"])
+    box = flow_box(record)
     shape = [int(s) for s in record["image_shape"]]
     norm = record["normalisation"]
     theta = reference_theta(box)
@@ -126,8 +129,21 @@ def from_record(record: Mapping[str, Any]) -> BoundedEstimator:
     return estimator.eval()
 
 
+def flow_box(record: Mapping[str, Any]) -> PriorBox:
+    """The prior box of the parameters the flow models: the record's, less the derived ones (theta_E derived)."""
+    box = PriorBox.from_dict(record["prior_box"])
+    derived = record.get("derived") or {}
+    return box.select([n for n in box.names if n not in derived]) if derived else box
+
+
 class TrainedEstimator:
-    """A trained estimator on a device: the sbi posterior, and fast batched sampling for many images."""
+    """A trained estimator on a device: the sbi posterior, and fast batched sampling for many images.
+
+    With a derived theta_E (record["derived"]) the flow models the other parameters; every sample gets theta_E
+    from its own sigma_v, z_l, z_s (lenspipe.priors.einstein_radius), so samples have the record's parameters.
+    `posterior` and `flow_parameter_names` are then the flow's (theta_E left out), and `log_prob_images` is the
+    density of the flow's parameters (theta_E's column is only checked against the box).
+    """
 
     def __init__(
         self, path: Path, record: Mapping[str, Any], estimator: BoundedEstimator, device: torch.device
@@ -147,6 +163,10 @@ class TrainedEstimator:
         self.estimator = estimator
         self.device = device
         self._noise_ok = estimator.supports_noise()
+        self.derived: dict[str, Any] = dict(record.get("derived") or {})
+        self.flow_box = flow_box(record)
+        self.flow_parameter_names: tuple[str, ...] = self.flow_box.names
+        self._flow_columns = [self.parameter_names.index(n) for n in self.flow_parameter_names]
 
     @cached_property
     def posterior(self):  # noqa: ANN201 - sbi's DirectPosterior, imported lazily
@@ -155,7 +175,7 @@ class TrainedEstimator:
 
         return DirectPosterior(
             posterior_estimator=self.estimator,
-            prior=self.prior_box.sbi_prior(str(self.device)),
+            prior=self.flow_box.sbi_prior(str(self.device)),
             device=str(self.device),
         )
 
@@ -187,7 +207,7 @@ class TrainedEstimator:
 
         rows_per_call = max_rows or rows_per_flow_call(self.device)
         images = self.check_images(images)
-        n, d = images.shape[0], len(self.parameter_names)
+        n, d = images.shape[0], len(self.flow_parameter_names)
         out = np.empty((n, num_samples, d), dtype=np.float32)
         starts = range(0, n, batch_size)
         with torch.no_grad():
@@ -200,12 +220,29 @@ class TrainedEstimator:
                     )
                 else:
                     out[start : start + len(x)] = self._sample_generic(x, num_samples, seed, first)
+        return self.complete(out)
+
+    def complete(self, flow_theta: np.ndarray) -> np.ndarray:
+        """Samples of the flow's parameters (..., d_flow) -> the record's parameters, derived ones computed."""
+        if not self.derived:
+            return flow_theta
+        from lenspipe.priors import Cosmology, einstein_radius
+
+        names = self.parameter_names
+        out = np.empty((*flow_theta.shape[:-1], len(names)), dtype=np.float32)
+        out[..., self._flow_columns] = flow_theta
+        j = names.index("theta_E")
+        cosmology = Cosmology(**self.derived["theta_E"]["cosmology"])
+        column = lambda name: flow_theta[..., self.flow_parameter_names.index(name)]  # noqa: E731
+        theta_e = einstein_radius(column("sigma_v"), column("z_l"), column("z_s"), cosmology)
+        low, high = inside_float32(self.prior_box.low[j], self.prior_box.high[j])
+        out[..., j] = np.clip(theta_e.astype(np.float32), low, high)
         return out
 
     def _sample_from_noise(
         self, x: torch.Tensor, num_samples: int, seed: int, first: int, rows_per_call: int
     ) -> np.ndarray:
-        d = len(self.parameter_names)
+        d = len(self.flow_parameter_names)
         context = self.estimator.embed(x)
         noise = torch.cat(
             [
@@ -257,6 +294,7 @@ class TrainedEstimator:
         n, s, d = theta.shape
         out = np.empty((n, s), dtype=np.float32)
         inside = self.prior_box.contains(theta)
+        theta = np.ascontiguousarray(theta[..., self._flow_columns])
         with torch.no_grad():
             for i in range(n):
                 x = torch.from_numpy(images[i : i + 1]).to(self.device)
@@ -271,7 +309,16 @@ class TrainedEstimator:
         return out[:, 0] if single else out
 
     def _centre(self) -> np.ndarray:
-        return ((np.asarray(self.prior_box.low) + np.asarray(self.prior_box.high)) / 2).astype(np.float32)
+        return ((np.asarray(self.flow_box.low) + np.asarray(self.flow_box.high)) / 2).astype(np.float32)
+
+
+def inside_float32(low: float, high: float) -> tuple[np.float32, np.float32]:
+    """The float32 range inside [low, high] and below high (sbi's BoxUniform needs theta < high), as
+    lenspipe.estimators.BoxTransform clamps samples."""
+    lo, hi = np.float32(low), np.float32(high)
+    if float(lo) < low:
+        lo = np.nextafter(lo, np.float32(np.inf))
+    return lo, np.nextafter(hi, np.float32(-np.inf))
 
 
 def load(

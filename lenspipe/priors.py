@@ -6,7 +6,7 @@ SIE uses), so its prior range is the image of the other parameters' box.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +57,11 @@ class PriorBox:
         """Boolean mask of rows of `theta` (..., n_params) inside the box (bounds included)."""
         low, high = np.asarray(self.low), np.asarray(self.high)
         return np.all((theta >= low) & (theta <= high), axis=-1)
+
+    def select(self, names: Sequence[str]) -> PriorBox:
+        """The box of `names` (a subset, in that order)."""
+        index = [self.names.index(n) for n in names]
+        return PriorBox(tuple(names), tuple(self.low[i] for i in index), tuple(self.high[i] for i in index))
 
     def sbi_prior(self, device: str = "cpu"):  # noqa: ANN201 - sbi type, imported lazily
         """The box as sbi's BoxUniform."""

@@ -15,6 +15,21 @@ from lenspipe.seeds import shard_seed
 
 # Where and how fast a job trains, not what it trains: changing them must not retrain anything.
 EXECUTION_KEYS = ("device", "gpu_fallback", "threads")
+# Optional training settings (no schema defaults) and what an absent key means. A key set to this value is left
+# out of the training params, so neither an absent key nor a spelled-out default changes a study's params (and
+# retrains it). lenspipe.trainer.TrainingSettings reads its defaults from here. `weight_decay` has no "off" value:
+# absent means Adam without decay.
+OPTIONAL_TRAINING: dict[str, Any] = {
+    "schedule": "none",
+    "warmup_epochs": 0,
+    "lr_decay": 0.5,
+    "lr_patience": 5,
+    "min_learning_rate": 0.0,
+    "smoothing": 0.0,
+    "min_delta": 0.0,
+    "augment": "none",
+    "theta_E": "inferred",
+}
 
 
 def shard_ids(config: Mapping[str, Any]) -> list[str]:
@@ -53,7 +68,11 @@ def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
         raise ConfigError(f"estimators.{estimator}", "an estimator of the config", estimator)
     sim = config["simulation"]
     return {
-        "training": {k: v for k, v in config["training"].items() if k not in EXECUTION_KEYS},
+        "training": {
+            k: v
+            for k, v in config["training"].items()
+            if k not in EXECUTION_KEYS and not (k in OPTIONAL_TRAINING and v == OPTIONAL_TRAINING[k])
+        },
         "embedding": dict(config["embedding"]),
         "estimator": dict(config["estimators"][estimator]),
         "parameters": list(config["parameters"]),

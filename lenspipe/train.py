@@ -41,6 +41,7 @@ from lenspipe.trainer import Trainer, TrainingSettings
 log = logging.getLogger(__name__)
 
 EPOCHS_HEADER = ("epoch", "train_loss", "val_loss", "seconds")
+EXTRA_HEADER = ("learning_rate", "val_loss_smoothed")  # with a schedule or a smoothed validation loss
 
 
 # --------------------------------------------------------------------------------------------------
@@ -99,6 +100,21 @@ class TrainJob:
     @property
     def name(self) -> str:
         return self.estimator.name
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """Parameters computed from the others per sample instead of inferred (training.theta_E: derived)."""
+        return ("theta_E",) if self.training.theta_E == "derived" else ()
+
+    @property
+    def flow_parameter_names(self) -> tuple[str, ...]:
+        """The parameters the flow models: the config's, less the derived ones."""
+        return tuple(n for n in self.parameter_names if n not in self.derived)
+
+    @property
+    def flow_box(self) -> PriorBox:
+        """The prior box of the flow's parameters."""
+        return self.box.select(self.flow_parameter_names)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -201,6 +217,14 @@ def train_job(
             train_store,
             f"images are {data.image_shape}, the config asks for {job.image_shape} (bands, num_pix, num_pix)",
         )
+    if job.derived:
+        data = data.select_parameters(job.flow_parameter_names)
+        log.info(
+            "%s: %s derived per sample, the flow infers %s",
+            job.name,
+            ", ".join(job.derived),
+            data.parameter_names,
+        )
     log.info(
         "%s: %d training and %d validation pairs, images %s, flow %s",
         job.name,
@@ -214,7 +238,7 @@ def train_job(
     torch.manual_seed(job.train_seed)
     theta_ref, x_ref = data.reference()
     estimator = build_estimator(
-        job.estimator, job.embedding, job.box, data.image_shape, norm.mean, norm.std, theta_ref, x_ref
+        job.estimator, job.embedding, job.flow_box, data.image_shape, norm.mean, norm.std, theta_ref, x_ref
     )
     n_weights = count_parameters(estimator)
     log.info(
@@ -259,6 +283,10 @@ def train_job(
         "n_weights": n_weights,
         "seed": job.train_seed,
     }
+    if not job.training.plain:
+        summary["final_learning_rate"] = result.extras[-1][0] if result.extras else None
+    if job.derived:
+        summary["derived"] = list(job.derived)
     record = estimator_record(
         estimator,
         job.estimator,
@@ -269,9 +297,11 @@ def train_job(
         data.image_shape,
         {k: summary[k] for k in ("epochs", "best_epoch", "best_val_loss", "stopped", "seed")},
     )
+    if job.derived:
+        record["derived"] = {name: {"cosmology": dict(job.params["cosmology"])} for name in job.derived}
     record.update(inference_record(estimator, data, train_store))
     save(outputs.estimator, record)
-    write_epochs(outputs.epochs, result.rows)
+    write_epochs(outputs.epochs, result.rows, None if job.training.plain else result.extras)
     if outputs.provenance is not None:
         from lenspipe import provenance
 
@@ -326,10 +356,22 @@ def fingerprint(job: TrainJob, train_store: str | os.PathLike[str], norm: Normal
 # Outputs.
 
 
-def write_epochs(path: str | os.PathLike[str], rows: Sequence[Sequence[float]]) -> None:
-    """epochs.csv: epoch, train_loss, val_loss, seconds."""
-    lines = [",".join(EPOCHS_HEADER)]
-    lines += [f"{int(e)},{t:.8g},{v:.8g},{s:.3f}" for e, t, v, s in rows]
+def write_epochs(
+    path: str | os.PathLike[str],
+    rows: Sequence[Sequence[float]],
+    extras: Sequence[Sequence[float]] | None = None,
+) -> None:
+    """epochs.csv: epoch, train_loss, val_loss, seconds; with `extras` (a schedule or smoothing) also each
+    epoch's learning_rate and val_loss_smoothed."""
+    if extras is None:
+        lines = [",".join(EPOCHS_HEADER)]
+        lines += [f"{int(e)},{t:.8g},{v:.8g},{s:.3f}" for e, t, v, s in rows]
+    else:
+        lines = [",".join((*EPOCHS_HEADER, *EXTRA_HEADER))]
+        lines += [
+            f"{int(e)},{t:.8g},{v:.8g},{s:.3f},{lr:.8g},{sm:.8g}"
+            for (e, t, v, s), (lr, sm) in zip(rows, extras, strict=True)
+        ]
     atomic.write_text(path, "\n".join(lines) + "\n")
 
 

@@ -99,6 +99,41 @@ BAD = [
     ("training.max_epochs", 0, "training.max_epochs: expected a value >= 1 (got 0)"),
     ("training.clip_max_norm", 1.0, "training.clip_max_norm: expected one of the known keys"),
     ("embedding.features", 0, "embedding.features: expected a value >= 1 (got 0)"),
+    # The optional training settings (issue 13).
+    ("training.schedule", "step", "training.schedule: expected one of none, plateau, cosine (got 'step')"),
+    ("training.augment", "flip", "training.augment: expected one of none, d4 (got 'flip')"),
+    ("training.theta_E", "fixed", "training.theta_E: expected one of inferred, derived (got 'fixed')"),
+    ("training.lr_decay", 0, "training.lr_decay: expected a value > 0 (got 0)"),
+    ("training.lr_decay", -0.5, "training.lr_decay: expected a value > 0 (got -0.5)"),
+    ("training.lr_decay", 1.0, "training.lr_decay: expected a value < 1 (got 1.0)"),
+    ("training.lr_patience", 0, "training.lr_patience: expected a value >= 1 (got 0)"),
+    ("training.stop_after_epochs", 0, "training.stop_after_epochs: expected a value >= 1 (got 0)"),
+    ("training.weight_decay", 0, "training.weight_decay: expected a value > 0 (got 0)"),
+    ("training.weight_decay", -1e-4, "training.weight_decay: expected a value > 0 (got -0.0001)"),
+    ("training.smoothing", 1.0, "training.smoothing: expected a value < 1 (got 1.0)"),
+    ("training.min_delta", -0.1, "training.min_delta: expected a value >= 0 (got -0.1)"),
+    ("training.warmup_epochs", -1, "training.warmup_epochs: expected a value >= 0 (got -1)"),
+    (
+        "training.warmup_epochs",
+        2,
+        "training.warmup_epochs: expected fewer warm-up epochs than training.max_epochs",
+    ),
+    ("training.lr_decay", 0.5, "training.lr_decay: expected no value unless training.schedule is plateau"),
+    (
+        "training.lr_patience",
+        3,
+        "training.lr_patience: expected no value unless training.schedule is plateau",
+    ),
+    (
+        "training.min_learning_rate",
+        1e-6,
+        "training.min_learning_rate: expected no value unless training.schedule is plateau or cosine",
+    ),
+    (
+        "estimators.maf.dropout_probability",
+        1.0,
+        "estimators.maf.dropout_probability: expected a value < 1 (got 1.0)",
+    ),
     ("embedding.channels", [], "embedding.channels: expected at least 1 entries (got [])"),
     ("evaluation.num_samples", 1, "evaluation.num_samples: expected a value >= 2 (got 1)"),
 ]
@@ -112,6 +147,52 @@ def test_bad_config_names_key(tiny_config: dict, key: str, value: object, messag
     text = str(info.value)
     assert message in text
     assert "\n" not in text
+
+
+COMBINED_BAD = [
+    (
+        {"training.schedule": "cosine", "training.min_learning_rate": 1e-3},
+        "training.min_learning_rate: expected a rate below training.learning_rate (0.0005) (got 0.001)",
+    ),
+    (
+        {"training.theta_E": "derived", "parameters": ["sigma_v", "theta_E", "e1", "e2", "z_l"]},
+        "training.theta_E: expected inferred unless theta_E, sigma_v, z_l and z_s are all inferred parameters",
+    ),
+    (
+        {"training.theta_E": "derived", "parameters": ["sigma_v", "e1", "e2", "z_l", "z_s"]},
+        "(got 'derived without theta_E in parameters')",
+    ),
+    (
+        {"training.augment": "d4", "priors.e2": {"min": -0.4, "max": 0.3}},
+        "priors.e2: expected a range symmetric",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edits", "message"), COMBINED_BAD, ids=[m.split(":")[0] for _, m in COMBINED_BAD])
+def test_bad_combination_names_key(tiny_config: dict, edits: dict, message: str) -> None:
+    for key, value in edits.items():
+        _set(tiny_config, key, value)
+    with pytest.raises(ConfigError) as info:
+        check_config(tiny_config)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_optional_training_settings_pass(tiny_config: dict) -> None:
+    tiny_config["training"].update(
+        schedule="plateau",
+        warmup_epochs=1,
+        lr_decay=0.5,
+        lr_patience=3,
+        min_learning_rate=1e-6,
+        smoothing=0.8,
+        min_delta=1e-3,
+        weight_decay=1e-4,
+        augment="d4",
+        theta_E="derived",
+    )
+    tiny_config["estimators"]["nsf_16x512"]["dropout_probability"] = 0.1
+    check_config(tiny_config)
 
 
 def test_missing_config_file(tmp_path) -> None:
@@ -142,6 +223,22 @@ def test_missing_config_file_on_the_command_line(tmp_path) -> None:
         "(got 'config/nope.yaml': no such file)"
     )
     assert "Traceback" not in err
+
+
+def test_augmentation_it_cannot_do_stops_the_workflow(tmp_path) -> None:
+    """training.augment: d4 on the paper study (source ellipticity fixed at 0.1) stops before any job, one line."""
+    work = copy_workflow(tmp_path)
+    config = load_config(REPO / "config" / "config.yaml")
+    config["training"]["augment"] = "d4"
+    cfg = write_config(tmp_path / "paper_d4.yaml", config)
+    proc = snakemake(["--configfile", str(cfg), "-n", "--cores", "1"], cwd=work, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert err.splitlines()[-1].startswith(
+        "lenspipe: config error: simulation.source.light.e1: expected 0 or a range symmetric about 0 with "
+        "training.augment: d4"
+    )
+    assert not (work / "results").exists()
 
 
 def test_unknown_estimator_target_names_the_estimators(tmp_path) -> None:
@@ -314,7 +411,7 @@ def test_settings_agree_with_the_schema() -> None:
                 f"{cls.__name__}.{f.name}: no key {section}.{f.name} in config/schema.yaml"
             )
             read.setdefault(section, set()).add(f.name)
-            if f.default is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING or f.default is None:  # None: an optional key, absent (off)
                 continue
             if "default" in props[f.name]:
                 assert f.default == props[f.name]["default"], (

@@ -90,6 +90,45 @@ def test_training_setting_reruns_all_training(finished_run, tmp_path: Path) -> N
     assert jobs == _expect(estimators=dict.fromkeys(PER_ESTIMATOR, ESTIMATORS), compare=True)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"schedule": "cosine"},
+        {"schedule": "plateau", "lr_patience": 3},
+        {"smoothing": 0.8, "min_delta": 0.01},
+        {"weight_decay": 1e-4},
+        {"augment": "d4"},
+        {"theta_E": "derived"},
+    ],
+    ids=lambda s: "+".join(s),
+)
+def test_optional_training_setting_reruns_training_and_what_follows(
+    finished_run, tmp_path: Path, setting: dict
+) -> None:
+    jobs = _changed(finished_run, tmp_path, lambda c: c["training"].update(setting))
+    assert jobs == _expect(estimators=dict.fromkeys(PER_ESTIMATOR, ESTIMATORS), compare=True)
+
+
+def test_spelled_out_training_defaults_rerun_nothing(finished_run, tmp_path: Path) -> None:
+    """The optional training settings at their defaults leave the params, and the finished study, as they were."""
+    defaults = {
+        "schedule": "none",
+        "warmup_epochs": 0,
+        "smoothing": 0.0,
+        "min_delta": 0.0,
+        "augment": "none",
+        "theta_E": "inferred",
+    }
+    assert _changed(finished_run, tmp_path, lambda c: c["training"].update(defaults)) == {}
+
+
+def test_dropout_reruns_that_estimator_only(finished_run, tmp_path: Path) -> None:
+    jobs = _changed(
+        finished_run, tmp_path, lambda c: c["estimators"]["nsf_16x512"].update(dropout_probability=0.1)
+    )
+    assert jobs == _expect(estimators=dict.fromkeys(PER_ESTIMATOR, ["nsf_16x512"]), compare=True)
+
+
 def test_added_shards_simulate_only_new_ones(finished_run, tmp_path: Path) -> None:
     def grow(c: dict) -> None:
         c["simulation"]["n_images"] = 90  # 3 shards of 30, as before

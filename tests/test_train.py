@@ -136,6 +136,8 @@ def test_each_estimator_trains(
         {"flow": "zuko_nsf", "num_transforms": 2, "hidden_features": 32},
         {"flow": "maf_rqs", "num_transforms": 2, "hidden_features": 32},
         {"flow": "mdn", "num_components": 3, "hidden_features": 32},
+        {"flow": "maf", "num_transforms": 2, "hidden_features": 32, "dropout_probability": 0.2},
+        {"flow": "nsf", "num_transforms": 2, "hidden_features": 32, "dropout_probability": 0.2},
     ],
 )
 def test_a_fifth_estimator_is_a_config_entry(study: Study, entry: dict, tmp_path: Path) -> None:
@@ -173,13 +175,29 @@ def test_early_stopping_keeps_the_best_epoch(study: Study, tmp_path: Path) -> No
     assert summary["epochs"] == 3 and summary["best_epoch"] == 1 and summary["stopped"] == "early_stopping"
 
 
+# Every optional setting with state to restore: the plateau's rate and counters, the smoothed loss, the
+# augmentation's generator, AdamW's moments (min_delta large, so the rate decays within the 6 epochs).
+ALL_OPTIONS = {
+    "schedule": "plateau",
+    "warmup_epochs": 1,
+    "lr_decay": 0.5,
+    "lr_patience": 1,
+    "min_learning_rate": 1e-5,
+    "smoothing": 0.7,
+    "min_delta": 10.0,
+    "weight_decay": 1e-3,
+    "augment": "d4",
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("options", [{}, ALL_OPTIONS], ids=["plain", "schedule_smoothing_adamw_d4"])
 def test_killed_training_resumes_from_its_checkpoint(
-    tmp_path: Path, tiny_config: dict, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, tiny_config: dict, caplog: pytest.LogCaptureFixture, options: dict
 ) -> None:
     study = make_study(tmp_path, tiny_config, n=96)
     config = copy.deepcopy(study.config)
-    config["training"].update({"max_epochs": 6, "stop_after_epochs": 20})
+    config["training"].update({"max_epochs": 6, "stop_after_epochs": 20, **options})
     cfg_file = tmp_path / "config.yaml"
     cfg_file.write_text(yaml.safe_dump(config))
     out = tmp_path / "train" / "maf"
@@ -242,15 +260,174 @@ def test_killed_training_resumes_from_its_checkpoint(
     assert summary["epochs"] == 6 and summary["resumed_from_epoch"] == resumed
     assert not (out / "checkpoint.pt").exists() and all((out / f).is_file() for f in OUTPUT_FILES)
 
-    # Resuming is exact: the same weights as an uninterrupted run.
+    # Resuming is exact: the same weights (and rates, smoothed losses) as an uninterrupted run.
     run_training(study, "maf", tmp_path / "straight", config=config)
     a = torch.load(out / "estimator.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "straight" / "estimator.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    straight = read_epochs(tmp_path / "straight" / "epochs.csv")
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in straight
+    ]
+    if options:
+        rates = [float(r["learning_rate"]) for r in rows]
+        assert rates[0] == pytest.approx(2.5e-4) and rates[1] == pytest.approx(5e-4)  # warm-up, then the rate
+        assert rates[-1] < rates[1]  # the plateau decayed it, across the kill
+
+
+@pytest.mark.slow
+def test_smoothed_early_stopping_and_min_delta(study: Study, tmp_path: Path) -> None:
+    """An improvement below min_delta does not reset the patience; the best weights are still the raw best."""
+    summary = run_training(study, "maf", tmp_path / "md", max_epochs=10, stop_after_epochs=2, min_delta=1e9)
+    assert summary["epochs"] == 3 and summary["stopped"] == "early_stopping"
+    rows = read_epochs(tmp_path / "md" / "epochs.csv")
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "seconds"]  # no schedule, no smoothing
+    assert summary["best_epoch"] == 1 + int(np.argmin([float(r["val_loss"]) for r in rows]))
+    summary = run_training(study, "maf", tmp_path / "sm", max_epochs=3, smoothing=0.5, schedule="cosine")
+    rows = read_epochs(tmp_path / "sm" / "epochs.csv")
+    val = [float(r["val_loss"]) for r in rows]
+    smoothed = [float(r["val_loss_smoothed"]) for r in rows]
+    assert smoothed[0] == pytest.approx(val[0]) and smoothed[1] == pytest.approx(0.5 * val[0] + 0.5 * val[1])
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([5e-4, 2.5e-4, 0.0])  # cosine to 0
+    assert summary["final_learning_rate"] == 0.0
+
+
+@pytest.mark.slow
+def test_augmentation_changes_training_and_keeps_its_seed(study: Study, tmp_path: Path) -> None:
+    run_training(study, "maf", tmp_path / "plain", max_epochs=1)
+    run_training(study, "maf", tmp_path / "d4", max_epochs=1, augment="d4")
+    run_training(study, "maf", tmp_path / "d4_again", max_epochs=1, augment="d4")
+    plain, d4, again = (read_epochs(tmp_path / d / "epochs.csv")[0] for d in ("plain", "d4", "d4_again"))
+    assert d4["train_loss"] != plain["train_loss"] and d4["train_loss"] == again["train_loss"]
+
+
+@pytest.mark.slow
+def test_theta_e_derived_from_the_inferred_parameters(study: Study, tmp_path: Path) -> None:
+    """theta_E: derived trains a flow on the five other parameters; every sample carries theta_E computed from
+    its own sigma_v, z_l, z_s, so samples keep the config's six columns (the six-parameter table stays)."""
+    from lenspipe.priors import einstein_radius
+
+    summary = run_training(study, "nsf", tmp_path / "derived", max_epochs=1, theta_E="derived")
+    assert summary["derived"] == ["theta_E"]
+    record = torch.load(tmp_path / "derived" / "estimator.pt", weights_only=True)
+    assert record["parameter_names"] == study.config["parameters"] and "theta_E" in record["derived"]
+    est = lp_posterior.load(tmp_path / "derived" / "estimator.pt", parameter_names=study.config["parameters"])
+    assert est.flow_parameter_names == ("sigma_v", "e1", "e2", "z_l", "z_s")
+    samples = est.sample_images(study.images[:3], 50, seed=1)
+    assert samples.shape == (3, 50, 6) and study.box.contains(samples).all()
+    names = study.config["parameters"]
+    col = {n: samples[..., names.index(n)] for n in names}
+    cosmology = Cosmology(**study.config["simulation"]["cosmology"])
+    np.testing.assert_allclose(
+        col["theta_E"], einstein_radius(col["sigma_v"], col["z_l"], col["z_s"], cosmology), rtol=1e-6
+    )
+    assert np.array_equal(samples, est.sample_images(study.images[:3], 50, seed=1))  # seeded
+    log_prob = est.log_prob_images(study.images[:3], samples[:, :4])
+    assert log_prob.shape == (3, 4) and np.isfinite(log_prob).all()
+    theta = est.posterior.sample((5,), x=torch.from_numpy(study.images[:1]), show_progress_bars=False)
+    assert theta.shape == (5, 5)  # sbi's posterior is the flow's (theta_E left out)
+    # The sample stage writes the six columns (the training store stands in for a test store here).
+    from lenspipe.sample import SampleSettings, open_samples, sample_test_set
+
+    out = tmp_path / "samples.zarr"
+    sample_test_set(
+        tmp_path / "derived" / "estimator.pt",
+        study.store,
+        out,
+        tmp_path / "timing.json",
+        SampleSettings.from_params(20, 3, "nsf"),
+    )
+    written = open_samples(out)
+    assert written.parameter_names == names and written.samples.shape == (len(study.images), 20, 6)
+    s = written.samples
+    np.testing.assert_allclose(
+        s[..., 1], einstein_radius(s[..., 0], s[..., 4], s[..., 5], cosmology).astype(np.float32), rtol=1e-6
+    )
 
 
 # --------------------------------------------------------------------------------------------------
 # Fast checks: settings, data errors, devices, outputs.
+
+# The training params of the shipped studies, as they were before the optional training settings existed
+# (sha256 of the sorted JSON, first 16 hex digits): a change would retrain every estimator of a running study.
+PARAMS_BEFORE = {
+    "config.yaml": {
+        "maf": "d849fa9670018ddd",
+        "nsf": "52034bc2148348c7",
+        "nsf_16x512": "6979ecdf55ef4b93",
+        "coupling_resnet": "e5eb8d5c25c73b60",
+    },
+    "test.yaml": {
+        "maf": "f506b3de1ef2166b",
+        "nsf": "bad6594a1e26f4f2",
+        "nsf_16x512": "f60aa12678860bc6",
+        "coupling_resnet": "b675401b60f5f14c",
+    },
+}
+
+
+def _params_hash(params: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", list(PARAMS_BEFORE))
+def test_training_params_of_the_shipped_configs_are_unchanged(name: str) -> None:
+    from lenspipe.config import check_config, load_config
+    from lenspipe.rule_params import OPTIONAL_TRAINING
+
+    config = load_config(REPO / "config" / name)
+    check_config(config)
+    assert {e: _params_hash(training_params(config, e)) for e in config["estimators"]} == PARAMS_BEFORE[name]
+    # Spelling out the optional settings' defaults changes nothing either (the plateau's own keys need plateau).
+    plateau_only = ("lr_decay", "lr_patience", "min_learning_rate")
+    config["training"].update({k: v for k, v in OPTIONAL_TRAINING.items() if k not in plateau_only})
+    check_config(config)
+    assert {e: _params_hash(training_params(config, e)) for e in config["estimators"]} == PARAMS_BEFORE[name]
+    # A setting that changes training is in the params.
+    config["training"]["schedule"] = "cosine"
+    assert training_params(config, "maf")["training"]["schedule"] == "cosine"
+
+
+def test_optional_training_defaults_are_one_table() -> None:
+    """TrainingSettings' defaults are rule_params.OPTIONAL_TRAINING's, and an absent key reads as its default."""
+    import dataclasses
+
+    from lenspipe.rule_params import OPTIONAL_TRAINING
+    from lenspipe.trainer import TrainingSettings
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainingSettings)}
+    assert {k: defaults[k] for k in OPTIONAL_TRAINING} == OPTIONAL_TRAINING
+    base = {"learning_rate": 5e-4, "batch_size": 50, "validation_fraction": 0.1, "stop_after_epochs": 20}
+    settings = TrainingSettings.from_config({**base, "max_epochs": 1000})
+    assert settings == TrainingSettings() and settings.plain and settings.weight_decay is None
+
+
+def test_learning_rate_schedules() -> None:
+    from lenspipe.trainer import LearningRate, TrainingSettings
+
+    plain = LearningRate(TrainingSettings(learning_rate=1e-3))
+    assert [plain.rate(e) for e in (1, 2, 500)] == [1e-3] * 3
+    warm = LearningRate(TrainingSettings(learning_rate=1e-3, warmup_epochs=3))
+    assert [warm.rate(e) for e in (1, 2, 3, 4, 9)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    cosine = LearningRate(
+        TrainingSettings(
+            learning_rate=1e-3, schedule="cosine", warmup_epochs=1, max_epochs=12, min_learning_rate=1e-4
+        )
+    )
+    assert cosine.rate(1) == pytest.approx(5e-4) and cosine.rate(2) == pytest.approx(1e-3)
+    assert cosine.rate(7) == pytest.approx(5.5e-4) and cosine.rate(12) == pytest.approx(1e-4)
+    plateau = LearningRate(
+        TrainingSettings(
+            learning_rate=1e-3, schedule="plateau", lr_patience=2, lr_decay=0.1, min_learning_rate=2e-5
+        )
+    )
+    rates = []
+    for epoch, val in enumerate([5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0], start=1):
+        rates.append(plateau.rate(epoch))
+        plateau.after_epoch(epoch, val)
+    assert rates == pytest.approx([1e-3] * 4 + [1e-4] * 2 + [2e-5] * 5)
 
 
 def test_training_params_are_the_config_slice(tiny_config: dict) -> None:
