@@ -16,7 +16,11 @@ deeplenstronomy 0.0.2.3 bugs handled here:
   exposure of N times the time with sqrt(N) times the read noise, which is the same noise (`survey_sections`);
 - one magnitude is drawn for all bands, so the bands are copies: the `lenspipe_uniform_colours`
   distribution adds a per-band colour to one uniform draw;
-- OBJID restarts at 0 in every call: never used to join anything.
+- OBJID restarts at 0 in every call: never used to join anything across calls;
+- its USERDIST tables cannot hand over one row per image (pandas 3 rejects its reader; rows are drawn with
+  replacement; in-order 'iterate' is refused by its checker): the physical lens light's per-image values
+  (lenspipe.lenslight) go through lenspipe's own `lenspipe_per_image_*` distributions, read in image order, and
+  every image's metadata is checked against them (`PerImageValues`, `with_physical_light`).
 It also builds an astropy cosmology per image (about 70% of its time with astropy 8): one is reused during a
 call (`shared_cosmology`), which leaves the images bit-for-bit the same.
 """
@@ -408,6 +412,11 @@ def config_yaml(spec: SimulatorSpec, size: int, seed: int) -> str:
         f"# (sky_noise: {spec.sky_noise}). SIZE includes the image deeplenstronomy drops; further calls that topped\n"
         "# up a shard are listed in its store's deeplenstronomy_calls attribute.\n"
     )
+    if spec.lens_light_model is not None:
+        header += (
+            "# lenspipe_per_image_* hand over lenspipe's per-image sigma_v, z_l, lens magnitudes and R_sersic\n"
+            "# (lenspipe.lenslight, drawn from SEED): the store's metadata holds them (lens_light-* columns).\n"
+        )
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, when PyYAML has it: same text, faster
     return header + yaml.dump(build_config(spec, size, seed), Dumper=dumper, sort_keys=False)
 
