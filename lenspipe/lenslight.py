@@ -7,7 +7,9 @@ Per image, from the lens's velocity dispersion sigma_v [km/s] and redshift z_l (
   Default (config/physical.yaml): M_r = -8.39 - 5.80 V, scatter 0.55 mag: the mean r-band magnitude at fixed
   sigma (<M|V> = M* + rho_VM sigma_M / sigma_V (V - V*), scatter sigma_M sqrt(1 - rho_VM^2)) of the
   maximum-likelihood Gaussian that Bernardi et al. 2003 (AJ 125, 1849; SDSS early types, r*) fitted to
-  (M, log R, V): M* = -21.15, sigma_M = 0.84, V* = 2.20, sigma_V = 0.11, rho_VM = -0.76. `evolution` (mag per
+  (M, log R, V): M* = -21.15, sigma_M = 0.84, V* = 2.20, sigma_V = 0.11, rho_VM = -0.76 (so <V|M> falls by
+  0.1 dex per magnitude: their sigma ~ L^0.25). The forward relation <M|V> (shallower than the inverse
+  L ~ sigma^4) is the right one to draw M given sigma, with the scatter at fixed sigma. `evolution` (mag per
   unit redshift, brighter with z) is passive luminosity evolution; 0 keeps the template and relation fixed.
 - apparent magnitude per band b (AB): m_b = M + DM(z_l) + K_b(z_l) + N(0, colour_scatter), with DM the
   distance modulus of the study's cosmology and K_b the cross-band K-correction (Hogg et al. 2002,

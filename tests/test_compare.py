@@ -163,6 +163,16 @@ def test_cross_study_table_reads_the_compare_tables(tmp_path) -> None:
     assert "| paper | theta_E alone (limit) | 0.905 | -- |" in lines
     assert lines[-2] == "| survey | maf | 0.500 / 0.66 | 0.990 / 0.60 |"
     assert main([str(tmp_path / "missing")]) == 1
+    # a physical study's R^2 table ends with the oracle row: R^2 only, like the theta_E limit
+    folder = tmp_path / "physical" / "compare"
+    folder.mkdir(parents=True)
+    (folder / "r2.csv").write_text(
+        "estimator,sigma_v,theta_E\nmaf,0.9,0.99\ntheta_E alone (limit),0.905,\n"
+        "lens light + theta_E (oracle),0.93,\n"
+    )
+    (folder / "coverage_68.csv").write_text("estimator,sigma_v,theta_E\nmaf,0.7,0.6\n")
+    text = cross_study_table([tmp_path / "physical"])
+    assert text.splitlines()[-1] == "| physical | lens light + theta_E (oracle) | 0.930 | -- |"
 
 
 def test_theta_e_limit_is_what_theta_e_alone_predicts() -> None:

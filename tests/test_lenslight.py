@@ -377,3 +377,40 @@ def test_deeplenstronomy_userdist_cannot_hand_over_per_image_values(tmp_path) ->
     assert len(np.unique(drawn)) < 10  # rows repeat: not one row per image
     source = __import__("inspect").getsource(check.AllChecks.check_input_distributions)
     assert "['interpolate', 'sample']" in source
+
+
+@pytest.mark.slow
+def test_tiny_physical_study_end_to_end_and_exact_reruns(tmp_path) -> None:  # noqa: ANN001
+    """The tiny study with the physical lens light runs through every rule, its R^2 table has the oracle row, and
+    a light coefficient changed re-runs its simulation and everything after it, nothing else changed nothing."""
+    import pandas as pd
+
+    from lenspipe.limits import LIMIT_ROW, ORACLE_ROW
+
+    from .conftest import copy_workflow, dry_run_jobs, snakemake, write_config
+
+    work = copy_workflow(tmp_path)
+    cfg = load_config(REPO / "config" / "test.yaml")
+    cfg["run"] = "physical_test"
+    cfg["estimators"] = {"maf": cfg["estimators"]["maf"]}
+    cfg["simulation"]["lens"] = copy.deepcopy(PHYSICAL["simulation"]["lens"])
+    path = write_config(work / "config" / "physical_test.yaml", cfg)
+    snakemake(["--cores", "2", "--configfile", str(path)], cwd=work, timeout=1800)
+    out = work / "results" / "physical_test"
+    r2 = pd.read_csv(out / "compare" / "r2.csv")
+    assert list(r2["estimator"]) == ["maf", LIMIT_ROW, ORACLE_ROW]
+    meta = pd.read_parquet(out / "simulate" / "shard_0000.zarr" / "metadata.parquet")
+    assert {"lens_light-magnitude-g", "lens_light-R_sersic", "lens_light-absolute_magnitude"} <= set(
+        meta.columns
+    )
+    assert dry_run_jobs(work, path) == {}
+    cfg["simulation"]["lens"]["light"]["physical"]["magnitude"]["scatter"] = 0.4
+    changed = dry_run_jobs(work, write_config(work / "config" / "changed.yaml", cfg))
+    assert changed == {
+        "simulate": ["shard=0000", "shard=0001"],
+        "split": [""],
+        "train": ["estimator=maf"],
+        "sample": ["estimator=maf"],
+        "evaluate": ["estimator=maf"],
+        "compare": [""],
+    }
