@@ -1,11 +1,11 @@
-# The two user commands: `make run` (the paper study, config/config.yaml; STUDY=survey|realistic for the others) and `make test` (the test suite).
+# The two user commands: `make run` (the paper study, config/config.yaml; STUDY=survey|realistic|physical for the others) and `make test` (the test suite).
 # Both create .venv on first use through `make venv`, with the pins of envs/constraints.txt.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lenspipe-installed
 CORES ?= all
-# make run STUDY=survey (or realistic): the study of config/<STUDY>.yaml; the paper run is config/config.yaml.
+# make run STUDY=survey (or realistic, physical): the study of config/<STUDY>.yaml; the paper run is config/config.yaml.
 STUDY ?= paper
 STUDY_CONFIG := $(if $(filter paper,$(STUDY)),config/config.yaml,config/$(STUDY).yaml)
 

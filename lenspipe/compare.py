@@ -18,8 +18,14 @@ import numpy as np
 from lenspipe import atomic, plots
 from lenspipe import parameters as params_table
 from lenspipe.errors import DataError
-from lenspipe.limits import LIMIT_ROW, theta_e_limits
-from lenspipe.store import open_store
+from lenspipe.limits import (
+    LIMIT_ROW,
+    ORACLE_ROW,
+    lens_light_features,
+    lens_light_limits,
+    theta_e_limits,
+)
+from lenspipe.store import METADATA_FILE, open_store
 
 # Per-parameter tables: rows estimators, columns parameters. Table -> (key in the metrics JSON, title, format);
 # mean_abs_residual is the prior-width-normalised one.
@@ -75,10 +81,12 @@ def build_tables(
     training: Mapping[str, Mapping],
     sampling: Mapping[str, Mapping],
     limits: Mapping[str, float | None] | None = None,
+    oracle: Mapping[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The comparison DataFrames, one row per estimator (in the given order), keyed by table name.
 
-    `limits` (lenspipe.limits.theta_e_limits) adds a last row to the R^2 table: what theta_E alone allows.
+    `limits` (lenspipe.limits.theta_e_limits) adds a row to the R^2 table: what theta_E alone allows; `oracle`
+    (lenspipe.limits.lens_light_limits, physical lens light only) a last one: what the lens light and theta_E allow.
     """
     import pandas as pd
 
@@ -96,6 +104,8 @@ def build_tables(
         ]
         if table == "r2" and limits:
             rows.append({"estimator": LIMIT_ROW, **{n: _num(limits.get(n)) for n in names}})
+        if table == "r2" and oracle:
+            rows.append({"estimator": ORACLE_ROW, **{n: _num(oracle.get(n)) for n in names}})
         tables[table] = pd.DataFrame(rows, columns=["estimator", *names])
     tables["calibration"] = pd.DataFrame(
         [
@@ -229,6 +239,18 @@ def write_tables(tables: Mapping[str, Any], paths: Sequence[str | os.PathLike[st
             atomic.write_text(path, (to_markdown if fmt == "md" else to_latex)(name, tables[name]))
 
 
+def physical_light_limits(train_store: Any, test_store: Any) -> dict[str, float | None] | None:
+    """The oracle of lenspipe.limits from the stores' metadata; None when the images have no physical lens light."""
+    if not all((s.path / METADATA_FILE).exists() for s in (train_store, test_store)):
+        return None
+    names = test_store.parameter_names
+    train_x = lens_light_features(train_store.metadata(), train_store.theta, names)
+    test_x = lens_light_features(test_store.metadata(), test_store.theta, names)
+    if train_x is None or test_x is None:
+        return None
+    return lens_light_limits(train_x, test_x, train_store.theta, test_store.theta, names)
+
+
 def compare(
     *,
     estimators: Sequence[str],
@@ -243,7 +265,8 @@ def compare(
     """Read every estimator's metrics, training summary and sampling timing; write the tables and the figure.
 
     With the split's `train` and `test` stores, the R^2 table also gets the limit theta_E alone allows
-    (lenspipe.limits).
+    (lenspipe.limits), and, when the images have the physical lens light, the limit of the true lens light and
+    theta_E together (the oracle).
     """
     if not (len(estimators) == len(metrics) == len(training) == len(sampling)):
         raise ValueError("one metrics, training and sampling file per estimator expected")
@@ -253,11 +276,13 @@ def compare(
     }
     by_training = {e: read_json(p, TRAINING_KEYS) for e, p in zip(estimators, training, strict=True)}
     by_sampling = {e: read_json(p, SAMPLING_KEYS) for e, p in zip(estimators, sampling, strict=True)}
-    limits = None
+    limits = oracle = None
     if train is not None and test is not None:  # labels only: the split verified the stores
         train_store, test_store = open_store(train, verify=False), open_store(test, verify=False)
-        limits = theta_e_limits(train_store.theta, test_store.theta, test_store.parameter_names)
-    built = build_tables(estimators, by_metrics, by_training, by_sampling, limits)
+        names = test_store.parameter_names
+        limits = theta_e_limits(train_store.theta, test_store.theta, names)
+        oracle = physical_light_limits(train_store, test_store)
+    built = build_tables(estimators, by_metrics, by_training, by_sampling, limits, oracle)
     write_tables(built, tables)
     names = by_metrics[estimators[0]]["parameters"]
     plots.comparison(long_table(estimators, by_metrics), names, figure)

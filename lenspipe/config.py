@@ -161,15 +161,22 @@ def check_semantics(config: Mapping[str, Any]) -> None:
         )
     for obj in ("lens", "source"):
         for name, rng in sim[obj]["light"].items():
-            if isinstance(rng, Mapping):
+            if isinstance(rng, Mapping) and name != "physical":
                 _check_range(f"simulation.{obj}.light.{name}", rng)
+    physical = sim["lens"]["light"].get("model") == "physical"
+    if physical and "colours" in sim["lens"]:
+        raise ConfigError(
+            "simulation.lens.colours",
+            "no colours with lens light model physical (its template gives them)",
+            "given",
+        )
     known = SURVEY_BANDS[sim["survey"]]
     for band in sim["bands"]:
         if band not in known:
             raise ConfigError(
                 "simulation.bands", f"bands of the {sim['survey']} survey ({', '.join(known)})", band
             )
-    for obj in ("lens", "source"):
+    for obj in ("source",) if physical else ("lens", "source"):
         missing = [b for b in sim["bands"] if b not in sim[obj]["colours"]]
         if missing:
             raise ConfigError(

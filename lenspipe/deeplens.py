@@ -16,7 +16,11 @@ deeplenstronomy 0.0.2.3 bugs handled here:
   exposure of N times the time with sqrt(N) times the read noise, which is the same noise (`survey_sections`);
 - one magnitude is drawn for all bands, so the bands are copies: the `lenspipe_uniform_colours`
   distribution adds a per-band colour to one uniform draw;
-- OBJID restarts at 0 in every call: never used to join anything.
+- OBJID restarts at 0 in every call: never used to join anything across calls;
+- its USERDIST tables cannot hand over one row per image (pandas 3 rejects its reader; rows are drawn with
+  replacement; in-order 'iterate' is refused by its checker): the physical lens light's per-image values
+  (lenspipe.lenslight) go through lenspipe's own `lenspipe_per_image_*` distributions, read in image order, and
+  every image's metadata is checked against them (`PerImageValues`, `with_physical_light`).
 It also builds an astropy cosmology per image (about 70% of its time with astropy 8): one is reused during a
 call (`shared_cosmology`), which leaves the images bit-for-bit the same.
 """
@@ -39,7 +43,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lenspipe import __version__, depth
+from lenspipe import __version__, depth, lenslight
 from lenspipe.errors import ConfigError, DataError
 from lenspipe.priors import Cosmology
 from lenspipe.seeds import derive_seed
@@ -49,6 +53,9 @@ COLOUR_DISTRIBUTION = "lenspipe_uniform_colours"
 ZERO_POINT_DISTRIBUTION = "lenspipe_per_band"
 SKY_DISTRIBUTION = "lenspipe_{survey}_sky_brightness"
 EXPOSURE_DISTRIBUTION = "lenspipe_{survey}_exposure_time"
+# Physical lens light: lenspipe draws these per image and deeplenstronomy reads them, image by image, from here.
+PER_IMAGE_DISTRIBUTION = "lenspipe_per_image_{column}"
+PER_IMAGE_COLUMNS = ("sigma_v", "z_l", "magnitude", "R_sersic")
 SURVEYS = ("delve",)
 # Per-second DECam zero points (magnitude of 1 e-/s), which is what lenstronomy's magnitude_zero_point means:
 # DES's calibrated values in g, r, i; z (no DES value at hand) is the preset's 31.262 - 2.5 log10(85.55 s, its
@@ -114,14 +121,21 @@ class LightSpec:
     colours: dict[str, float]
 
     @classmethod
-    def from_config(cls, obj: Mapping[str, Any], key: str, bands: tuple[str, ...]) -> LightSpec:
-        """Read simulation.<obj> (light + colours); every band needs a colour."""
+    def from_config(
+        cls, obj: Mapping[str, Any], key: str, bands: tuple[str, ...], physical: bool = False
+    ) -> LightSpec:
+        """Read simulation.<obj> (light + colours); every band needs a colour.
+
+        With `physical` (the lens's physical light) magnitude, size and colours come from lenspipe.lenslight.
+        """
         light = _get(obj, "light", key)
         params = {
             name: Uniform.from_config(rng, f"{key}.light.{name}")
             for name, rng in light.items()
-            if name != "profile"
+            if name not in ("profile", lenslight.MODEL_KEY, "physical")
         }
+        if physical:
+            return cls(str(_get(light, "profile", f"{key}.light")), params, {})
         if "magnitude" not in params:
             raise ConfigError(f"{key}.light.magnitude", "a magnitude range")
         colours = _get(obj, "colours", key)
@@ -135,7 +149,21 @@ class LightSpec:
         return cls(str(_get(light, "profile", f"{key}.light")), params, {b: float(colours[b]) for b in bands})
 
     def profile_entry(self) -> dict[str, Any]:
-        """deeplenstronomy's LIGHT_PROFILE entry; the magnitude is drawn once (or fixed) and offset by band."""
+        """deeplenstronomy's LIGHT_PROFILE entry; the magnitude is drawn once (or fixed) and offset by band.
+
+        Without a magnitude (physical lens light), magnitude and R_sersic are lenspipe's per-image values.
+        """
+        if "magnitude" not in self.params:
+            return {
+                "NAME": self.profile,
+                "PARAMETERS": {
+                    "center_x": 0.0,
+                    "center_y": 0.0,
+                    **{name: rng.distribution() for name, rng in self.params.items()},
+                    "magnitude": per_image("magnitude"),
+                    "R_sersic": per_image("R_sersic"),
+                },
+            }
         mag = self.params["magnitude"]
         params: dict[str, Any] = {
             "center_x": 0.0,
@@ -167,6 +195,7 @@ class SimulatorSpec:
     source_light: LightSpec
     zero_points: dict[str, float] | None = None  # per-second, per band (survey noise); None: the preset's
     exposures: int = 1  # coadded exposures per band (survey noise)
+    lens_light_model: lenslight.PhysicalLight | None = None  # None: lens light independent of the mass
 
     @classmethod
     def from_config(cls, simulation: Mapping[str, Any], priors: Mapping[str, Any]) -> SimulatorSpec:
@@ -185,6 +214,9 @@ class SimulatorSpec:
                 survey,
             )
         exposures = int(simulation.get("exposures", 1))
+        model = lenslight.model_from_config(
+            _get(lens, "light", "simulation.lens"), bands, "simulation.lens.light"
+        )
         zero_points = None
         if sky_noise == "survey":
             zero_points = per_second_zero_points(survey, bands, simulation.get("zero_points"))
@@ -204,12 +236,13 @@ class SimulatorSpec:
                 name: Uniform.from_config(_get(priors, name, "priors"), f"priors.{name}")
                 for name in ("sigma_v", "e1", "e2", "z_l", "z_s")
             },
-            lens_light=LightSpec.from_config(lens, "simulation.lens", bands),
+            lens_light=LightSpec.from_config(lens, "simulation.lens", bands, physical=model is not None),
             source_light=LightSpec.from_config(
                 _get(simulation, "source", "simulation"), "simulation.source", bands
             ),
             zero_points=zero_points,
             exposures=exposures,
+            lens_light_model=model,
         )
 
 
@@ -312,11 +345,17 @@ def _named(name: str, **parameters: Any) -> dict[str, Any]:
     return {"DISTRIBUTION": {"NAME": name, "PARAMETERS": parameters or None}}
 
 
+def per_image(column: str) -> dict[str, Any]:
+    """deeplenstronomy's entry for a value lenspipe drew per image (`lenspipe_per_image_<column>`)."""
+    return _named(PER_IMAGE_DISTRIBUTION.format(column=column))
+
+
 def build_config(spec: SimulatorSpec, size: int, seed: int) -> dict[str, Any]:
     """The deeplenstronomy config of `size` lens systems drawn with `seed` (one configuration, two planes)."""
     image, survey = survey_sections(spec)
+    physical = spec.lens_light_model is not None
     mass = {
-        "sigma_v": spec.priors["sigma_v"].distribution(),
+        "sigma_v": per_image("sigma_v") if physical else spec.priors["sigma_v"].distribution(),
         "e1": spec.priors["e1"].distribution(),
         "e2": spec.priors["e2"].distribution(),
         "center_x": 0.0,
@@ -352,7 +391,9 @@ def build_config(spec: SimulatorSpec, size: int, seed: int) -> dict[str, Any]:
                 "FRACTION": 1.0,
                 "PLANE_1": {
                     "OBJECT_1": "LENS",
-                    "PARAMETERS": {"REDSHIFT": spec.priors["z_l"].distribution()},
+                    "PARAMETERS": {
+                        "REDSHIFT": per_image("z_l") if physical else spec.priors["z_l"].distribution()
+                    },
                 },
                 "PLANE_2": {
                     "OBJECT_1": "SOURCE",
@@ -371,6 +412,11 @@ def config_yaml(spec: SimulatorSpec, size: int, seed: int) -> str:
         f"# (sky_noise: {spec.sky_noise}). SIZE includes the image deeplenstronomy drops; further calls that topped\n"
         "# up a shard are listed in its store's deeplenstronomy_calls attribute.\n"
     )
+    if spec.lens_light_model is not None:
+        header += (
+            "# lenspipe_per_image_* hand over lenspipe's per-image sigma_v, z_l, lens magnitudes and R_sersic\n"
+            "# (lenspipe.lenslight, drawn from SEED): the store's metadata holds them (lens_light-* columns).\n"
+        )
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, when PyYAML has it: same text, faster
     return header + yaml.dump(build_config(spec, size, seed), Dumper=dumper, sort_keys=False)
 
@@ -431,11 +477,75 @@ def lenspipe_exposure_time(survey: str, exposures: int, bands: str = "") -> list
     return [float(exposures) * float(t) for t in single]
 
 
+class PerImageValues:
+    """Values lenspipe drew per image, handed to deeplenstronomy in image order, one column at a time.
+
+    deeplenstronomy draws every parameter of image 0, then image 1, ...: each `lenspipe_per_image_<column>` call
+    returns the next image's value of that column. `simulate` then checks that every image's metadata holds
+    the values of its own row (OBJID), and `finish` that each column was read exactly once per image.
+    """
+
+    def __init__(self, table: pd.DataFrame, bands: tuple[str, ...]) -> None:
+        self.table = table.reset_index(drop=True)
+        self.bands = bands
+        self.next = dict.fromkeys(PER_IMAGE_COLUMNS, 0)
+
+    def value(self, column: str, bands: str) -> list[float]:
+        row = self.next[column]
+        if row >= len(self.table):
+            raise DataError(
+                "deeplenstronomy", f"read more than {len(self.table)} per-image values of {column}"
+            )
+        self.next[column] = row + 1
+        names = bands.split(",")
+        if column == "magnitude":
+            return [float(self.table.at[row, f"magnitude-{b}"]) for b in names]
+        return [float(self.table.at[row, column])] * len(names)
+
+    def finish(self) -> None:
+        wrong = {c: n for c, n in self.next.items() if n != len(self.table)}
+        if wrong:
+            raise DataError(
+                "deeplenstronomy", f"read per-image values {wrong} times, expected {len(self.table)} each"
+            )
+
+
+_PER_IMAGE: list[PerImageValues] = []  # the values of the make_dataset call running now (at most one)
+
+
+def lenspipe_per_image(column: str, bands: str = "") -> list[float]:
+    """The next image's value of `column` (per band), from the values of the running call."""
+    if not _PER_IMAGE:
+        raise DataError(
+            "deeplenstronomy", f"asked for a per-image {column} outside lenspipe.deeplens.simulate"
+        )
+    return _PER_IMAGE[-1].value(column, bands)
+
+
+@contextlib.contextmanager
+def _per_image_values(values: PerImageValues | None) -> Iterator[None]:
+    if values is None:
+        yield
+        return
+    _PER_IMAGE.append(values)
+    try:
+        yield
+    finally:
+        _PER_IMAGE.remove(values)
+    values.finish()
+
+
 def register_distributions() -> None:
     """Make lenspipe's distributions callable by name from a deeplenstronomy config."""
     from deeplenstronomy import distributions
 
     setattr(distributions, COLOUR_DISTRIBUTION, lenspipe_uniform_colours)
+    for column in PER_IMAGE_COLUMNS:
+        setattr(
+            distributions,
+            PER_IMAGE_DISTRIBUTION.format(column=column),
+            functools.partial(lenspipe_per_image, column),
+        )
     setattr(distributions, ZERO_POINT_DISTRIBUTION, lenspipe_per_band)
     for survey in SURVEYS:
         setattr(
@@ -487,13 +597,17 @@ def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) ->
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
     text = config_yaml(spec, size, seed)
-    raw_images, meta, raw_planes = run_make_dataset(text, planes=planes)
+    light = None if spec.lens_light_model is None else physical_light(spec, size, seed)
+    values = None if light is None else PerImageValues(light, spec.bands)
+    raw_images, meta, raw_planes = run_make_dataset(text, planes=planes, per_image=values)
     returned = len(meta)
     if raw_images.shape[0] != returned:
         raise DataError(
             "deeplenstronomy", f"{raw_images.shape[0]} images but {returned} metadata rows (seed {seed})"
         )
     meta = fix_plane_redshifts(meta)
+    if light is not None:
+        meta = with_physical_light(meta, light, spec.bands, seed)
     batch = Batch(raw_images, meta, int(seed), int(size), returned, text, raw_planes)
     # deeplenstronomy's own sentinel mask reads the lagged column, so it can drop the wrong row: redo it.
     keep = meta[f"{LABEL_COLUMNS['z_s']}-{spec.bands[0]}"].to_numpy() < SENTINEL_REDSHIFT
@@ -511,13 +625,66 @@ def simulate(spec: SimulatorSpec, size: int, seed: int, planes: bool = False) ->
     return batch
 
 
+def physical_light(spec: SimulatorSpec, size: int, seed: int) -> pd.DataFrame:
+    """Each image's sigma_v, z_l and physical lens light (lenspipe.lenslight), drawn from the call's seed."""
+    assert spec.lens_light_model is not None
+    sigma_v, z_l = spec.priors["sigma_v"], spec.priors["z_l"]
+    draws = lenslight.draw(
+        size,
+        (sigma_v.min, sigma_v.max),
+        (z_l.min, z_l.max),
+        len(spec.bands),
+        derive_seed(seed, "lens_light"),
+    )
+    return lenslight.light(spec.lens_light_model, draws, spec.cosmology)
+
+
+# Metadata columns (suffix -<band>) that must hold the per-image values lenspipe handed to deeplenstronomy.
+PER_IMAGE_METADATA = {
+    "sigma_v": "PLANE_1-OBJECT_1-MASS_PROFILE_1-sigma_v",
+    "z_l": "PLANE_1-OBJECT_1-REDSHIFT",
+    "R_sersic": "PLANE_1-OBJECT_1-LIGHT_PROFILE_1-R_sersic",
+}
+
+
+def with_physical_light(
+    meta: pd.DataFrame, light: pd.DataFrame, bands: tuple[str, ...], seed: int
+) -> pd.DataFrame:
+    """Check every image's metadata against the values lenspipe asked for, and add the model's columns.
+
+    Rows are matched by OBJID (the image's index within this call); a value deeplenstronomy did not use as
+    given stops the simulation.
+    """
+    objid = meta[f"OBJID-{bands[0]}"].to_numpy(dtype=int)
+    if objid.min(initial=0) < 0 or objid.max(initial=0) >= len(light):
+        raise DataError("deeplenstronomy", f"OBJID outside 0..{len(light) - 1} (seed {seed})")
+    rows = light.iloc[objid].reset_index(drop=True)
+    expected = {f"{col}-{b}": rows[name] for name, col in PER_IMAGE_METADATA.items() for b in bands}
+    expected.update(
+        {f"PLANE_1-OBJECT_1-LIGHT_PROFILE_1-magnitude-{b}": rows[f"magnitude-{b}"] for b in bands}
+    )
+    for column, want in expected.items():
+        got = meta[column].to_numpy(dtype=float)
+        bad = np.flatnonzero(got != want.to_numpy(dtype=float))
+        if bad.size:
+            i = int(bad[0])
+            raise DataError(
+                "deeplenstronomy",
+                f"image {objid[i]} (seed {seed}) has {column} = {got[i]!r}, lenspipe asked for {float(want.iloc[i])!r}",
+            )
+    model = rows.add_prefix(lenslight.PREFIX)
+    model.index = meta.index
+    return pd.concat([meta, model], axis=1)
+
+
 def run_make_dataset(
-    yaml_text: str, planes: bool = False
+    yaml_text: str, planes: bool = False, per_image: PerImageValues | None = None
 ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray | None]:
     """Bare make_dataset on a YAML text, in a private temporary directory (it writes under the CWD).
 
     The caller's global numpy/python RNG states are restored afterwards (make_dataset reseeds both), and
-    deeplenstronomy's prints go to stderr; a config it rejects becomes a ConfigError.
+    deeplenstronomy's prints go to stderr; a config it rejects becomes a ConfigError. `per_image`: the values
+    the config's `lenspipe_per_image_*` distributions hand out.
     """
     from deeplenstronomy.check import ConfigFileError
     from deeplenstronomy.deeplenstronomy import make_dataset
@@ -529,6 +696,7 @@ def run_make_dataset(
         contextlib.chdir(tmp),
         _restored_rng(),
         shared_cosmology(),
+        _per_image_values(per_image),
         contextlib.redirect_stdout(printed),
     ):
         Path(_CONFIG_FILE).write_text(yaml_text)

@@ -1,4 +1,5 @@
-"""What the images allow at best: R^2 of each parameter predicted from the true Einstein radius alone.
+"""What the images allow at best: R^2 of each parameter predicted from the true Einstein radius alone, and (with
+the physical lens light) from the true lens light and theta_E together.
 
 With lens light that does not depend on redshift, the images carry sigma_v, z_l and z_s only through theta_E
 (a deterministic function of the three), so no estimator can beat a regression of each on the true theta_E.
@@ -36,5 +37,60 @@ def theta_e_limits(
     predicted = model.predict(np.asarray(test_theta, float)[:, [col]])
     return {
         n: None if n == "theta_E" else float(r2_score(np.asarray(test_theta, float)[:, i], predicted[:, i]))
+        for i, n in enumerate(names)
+    }
+
+
+ORACLE_ROW = "lens light + theta_E (oracle)"
+ORACLE_NEIGHBOURS = 25
+
+
+def lens_light_features(metadata, theta: np.ndarray, names: Sequence[str]) -> np.ndarray | None:  # noqa: ANN001
+    """Per image: the true lens magnitudes, colours (neighbouring bands), log10 size and theta_E of the physical
+    lens light (lenspipe.lenslight's `lens_light-` metadata columns); None without them or without theta_E."""
+    from lenspipe.lenslight import PREFIX
+
+    names = list(names)
+    bands = [
+        c[len(PREFIX) + len("magnitude-") :] for c in metadata.columns if c.startswith(f"{PREFIX}magnitude-")
+    ]
+    if not bands or "theta_E" not in names:
+        return None
+    mags = np.column_stack([metadata[f"{PREFIX}magnitude-{b}"].to_numpy(float) for b in bands])
+    return np.column_stack(
+        [
+            mags,
+            mags[:, :-1] - mags[:, 1:],
+            np.log10(metadata[f"{PREFIX}R_sersic"].to_numpy(float)),
+            np.asarray(theta, float)[:, names.index("theta_E")],
+        ]
+    )
+
+
+def lens_light_limits(
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    train_theta: np.ndarray,
+    test_theta: np.ndarray,
+    names: Sequence[str],
+    neighbours: int = ORACLE_NEIGHBOURS,
+) -> dict[str, float | None]:
+    """R^2 on the test set of a regression of each parameter on the true lens light and theta_E (an oracle: what
+    the images could give at best); None for theta_E, which is one of the features.
+
+    The regression is a k-NN on features standardised with the training set's mean and standard deviation.
+    """
+    from sklearn.metrics import r2_score
+    from sklearn.neighbors import KNeighborsRegressor
+
+    train_x, test_x = np.asarray(train_features, float), np.asarray(test_features, float)
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)
+    std[std == 0] = 1.0
+    k = max(1, min(neighbours, len(train_x)))
+    model = KNeighborsRegressor(n_neighbors=k).fit((train_x - mean) / std, np.asarray(train_theta, float))
+    predicted = model.predict((test_x - mean) / std)
+    test_theta = np.asarray(test_theta, float)
+    return {
+        n: None if n == "theta_E" else float(r2_score(test_theta[:, i], predicted[:, i]))
         for i, n in enumerate(names)
     }

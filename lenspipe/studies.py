@@ -1,8 +1,9 @@
 """The cross-study table: each estimator's R^2 and 68% coverage per parameter as the simulation goes from the
-seeds' design (paper) to DELVE's real depth (survey) to drawn nuisance light (realistic), beside the seeds' own R^2.
+seeds' design (paper) to DELVE's real depth (survey) to drawn nuisance light (realistic) to the lens light that
+follows the lens's physics (physical), beside the seeds' own R^2 and the limits the images allow.
 
 It reads the `compare` rule's own tables (results/<run>/compare/r2.csv, coverage_68.csv), so it never recomputes
-a number:  python -m lenspipe.studies results/paper results/survey results/realistic
+a number:  python -m lenspipe.studies results/paper results/survey results/realistic results/physical
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lenspipe.errors import DataError
-from lenspipe.limits import LIMIT_ROW
+from lenspipe.limits import LIMIT_ROW, ORACLE_ROW
 
 # The seeds' table (MISSION.md, seed 1: 10,000 legacy-noise images, R^2 of the posterior mean; no coverage).
 SEEDS_R2 = {
@@ -43,7 +44,7 @@ def cross_study_table(studies: Sequence[str | os.PathLike[str]]) -> str:
         r2, cov = _read(root / "compare" / "r2.csv"), _read(root / "compare" / "coverage_68.csv")
         for est, values in r2.items():
             names = names or list(values)
-            if est == LIMIT_ROW:
+            if est in (LIMIT_ROW, ORACLE_ROW):  # limits: R^2 only, no coverage
                 rows.append((root.name, est, {n: "--" if v != v else f"{v:.3f}" for n, v in values.items()}))
             else:
                 rows.append((root.name, est, {n: f"{values[n]:.3f} / {cov[est][n]:.2f}" for n in values}))

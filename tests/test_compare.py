@@ -163,6 +163,16 @@ def test_cross_study_table_reads_the_compare_tables(tmp_path) -> None:
     assert "| paper | theta_E alone (limit) | 0.905 | -- |" in lines
     assert lines[-2] == "| survey | maf | 0.500 / 0.66 | 0.990 / 0.60 |"
     assert main([str(tmp_path / "missing")]) == 1
+    # a physical study's R^2 table ends with the oracle row: R^2 only, like the theta_E limit
+    folder = tmp_path / "physical" / "compare"
+    folder.mkdir(parents=True)
+    (folder / "r2.csv").write_text(
+        "estimator,sigma_v,theta_E\nmaf,0.9,0.99\ntheta_E alone (limit),0.905,\n"
+        "lens light + theta_E (oracle),0.93,\n"
+    )
+    (folder / "coverage_68.csv").write_text("estimator,sigma_v,theta_E\nmaf,0.7,0.6\n")
+    text = cross_study_table([tmp_path / "physical"])
+    assert text.splitlines()[-1] == "| physical | lens light + theta_E (oracle) | 0.930 | -- |"
 
 
 def test_theta_e_limit_is_what_theta_e_alone_predicts() -> None:
@@ -187,3 +197,49 @@ def test_theta_e_limit_is_what_theta_e_alone_predicts() -> None:
     assert limits["f"] > 0.99 and abs(limits["independent"]) < 0.05
     assert limits["noisy"] == pytest.approx(0.8, abs=0.05)  # var(theta_E) / (var + 0.25 var)
     assert theta_e_limits(draw(10), draw(5)[:, 1:], ["f", "independent", "noisy"]) == {}
+
+
+def _stores(root: Path, physical: bool) -> tuple[Path, Path]:
+    """Train and test stores of lenses whose e1 follows a 'lens light' (the oracle's features) but not theta_E."""
+    from lenspipe.store import write_store
+
+    paths = []
+    for name, n, seed in (("train", 600, 1), ("test", 200, 2)):
+        rng = np.random.default_rng(seed)
+        theta = np.column_stack(
+            [rng.uniform(150, 400, n), rng.uniform(0.5, 2.0, n), rng.uniform(-0.4, 0.4, n)]
+        )
+        meta = pd.DataFrame({"OBJID-g": np.arange(n)})
+        if physical:
+            meta["lens_light-magnitude-g"] = 20.0 + 3 * theta[:, 2]
+            meta["lens_light-magnitude-r"] = 19.0 + rng.normal(size=n)
+            meta["lens_light-R_sersic"] = rng.uniform(0.5, 2.0, n)
+        path = root / f"{name}.zarr"
+        write_store(path, np.zeros((n, 2, 8, 8)), theta, ["sigma_v", "theta_E", "e1"], metadata=meta)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+@pytest.mark.parametrize("physical", [True, False])
+def test_oracle_row_only_with_the_physical_lens_light(tmp_path: Path, physical: bool) -> None:
+    from lenspipe.limits import LIMIT_ROW, ORACLE_ROW
+
+    train, test = _stores(tmp_path, physical)
+    files = [_write_estimator(tmp_path, "maf", seed=0)]
+    out = tmp_path / "compare"
+    compare.compare(
+        estimators=["maf"],
+        metrics=[f[0] for f in files],
+        training=[f[1] for f in files],
+        sampling=[f[2] for f in files],
+        tables=[out / "r2.csv", out / "r2.md"],
+        figure=[out / "comparison.png"],
+        train=train,
+        test=test,
+    )
+    r2 = pd.read_csv(out / "r2.csv")
+    assert list(r2["estimator"]) == ["maf", LIMIT_ROW, *([ORACLE_ROW] if physical else [])]
+    assert abs(r2.iloc[1]["e1"]) < 0.1  # theta_E alone knows nothing of e1
+    if physical:
+        assert r2.iloc[2]["e1"] > 0.9  # the light does
+        assert ORACLE_ROW in (out / "r2.md").read_text()

@@ -11,7 +11,9 @@ from lenspipe.errors import ConfigError
 from .conftest import REPO, copy_workflow, snakemake, write_config
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "survey.yaml", "realistic.yaml", "test.yaml"])
+@pytest.mark.parametrize(
+    "name", ["config.yaml", "survey.yaml", "realistic.yaml", "physical.yaml", "test.yaml"]
+)
 def test_shipped_configs_are_valid(name: str) -> None:
     check_config(load_config(REPO / "config" / name))
 
@@ -338,12 +340,28 @@ def test_the_three_studies_differ_only_as_documented() -> None:
     assert realistic == survey
 
 
-@pytest.mark.parametrize("study", list(STUDIES))
+def test_physical_differs_from_realistic_only_in_the_lens_light() -> None:
+    """physical: realistic's study with the lens light that follows sigma_v and z_l (no lens colours to set)."""
+    realistic, physical = (load_config(REPO / "config" / f) for f in ("realistic.yaml", "physical.yaml"))
+    assert physical["run"] == "physical" and physical["simulation"]["sky_noise"] == "survey"
+    assert list(physical["estimators"]) == ["maf", "nsf"]
+    light = physical["simulation"]["lens"].pop("light")
+    assert light.pop("model") == "physical" and "physical" in light
+    assert light.pop("physical") and not {"magnitude", "R_sersic"} & set(light)
+    expected = realistic["simulation"]["lens"].pop("light")
+    assert light == {k: v for k, v in expected.items() if k not in ("magnitude", "R_sersic")}
+    assert realistic["simulation"]["lens"].pop("colours")
+    physical.pop("run"), realistic.pop("run")
+    assert physical == realistic
+
+
+@pytest.mark.parametrize("study", [*STUDIES, "physical"])
 def test_each_study_is_one_command(tmp_path, study: str) -> None:
     """`snakemake -n --configfile config/<study>.yaml` plans the whole study into results/<study>/."""
     work = copy_workflow(tmp_path)
-    cfg = load_config(REPO / "config" / STUDIES[study])
-    proc = snakemake(["-n", "--configfile", f"config/{STUDIES[study]}"], cwd=work)
+    file = STUDIES.get(study, f"{study}.yaml")
+    cfg = load_config(REPO / "config" / file)
+    proc = snakemake(["-n", "--configfile", f"config/{file}"], cwd=work)
     out = proc.stdout
     assert f"results/{study}/compare/r2.csv" in out
     assert out.count("rule simulate:") == cfg["simulation"]["n_shards"]
