@@ -81,7 +81,9 @@ def test_comparison_tables_have_one_row_per_estimator_and_no_nan(finished_run: t
     }
     for table in tables:
         frame = pd.read_csv(table)
-        if table.stem == "r2":  # last row: what theta_E alone allows (lenspipe.limits), "--" for theta_E itself
+        if (
+            table.stem == "r2"
+        ):  # last row: what theta_E alone allows (lenspipe.limits), "--" for theta_E itself
             limit = frame.iloc[-1]
             assert limit.iloc[0] == "theta_E alone (limit)" and np.isnan(limit["theta_E"]), table.name
             assert np.isfinite(limit.drop(["estimator", "theta_E"]).astype(float)).all(), table.name
