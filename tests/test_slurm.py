@@ -328,7 +328,12 @@ def test_scancel_name_and_ctrl_c_stop_the_study_and_the_same_command_finishes_it
     (tmp_path / "work").mkdir()
     work = copy_workflow(tmp_path / "work")
     profile = write_profile(tmp_path / "profile", {**yaml.safe_load(TEST_OVERLAY.read_text()), "retries": 1})
-    estimators = list(yaml.safe_load((work / "config" / "test.yaml").read_text())["estimators"])
+    # Training long enough to be stopped: the tiny config's 2 epochs end within seconds of the jobs starting on a
+    # quiet machine, before a stop can reach them (the third run resumes them from their checkpoints).
+    config = yaml.safe_load((work / "config" / "test.yaml").read_text())
+    config["training"].update(max_epochs=300, stop_after_epochs=300)
+    (work / "config" / "test.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    estimators = list(config["estimators"])
     targets = [TRAINED.format(e) for e in estimators]
     finished = ["results/test/split/train.zarr", "results/test/split/normalisation.json"]
 
