@@ -318,12 +318,7 @@ def survey_sections(spec: SimulatorSpec) -> tuple[dict[str, Any], dict[str, Any]
     This is what make_dataset(survey=...) appends, written explicitly: the preset would also force its own
     numPix (100) and bands (g,r,i,z).
     """
-    from deeplenstronomy import surveys
-
-    preset = getattr(surveys, spec.survey, None)
-    if preset is None or spec.survey.startswith("_"):
-        raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", spec.survey)
-    sections = yaml.safe_load(preset())
+    sections = preset_sections(spec.survey)
     image, survey = sections["IMAGE"]["PARAMETERS"], sections["SURVEY"]["PARAMETERS"]
     image.update(numPix=spec.num_pix, pixel_scale=spec.pixel_scale)
     survey["BANDS"] = ",".join(spec.bands)
@@ -829,7 +824,7 @@ def preset_zero_points(survey: str, bands: tuple[str, ...] | list[str]) -> dict[
     """
     from deeplenstronomy import distributions
 
-    spec = survey_sections_for(survey)["magnitude_zero_point"]
+    spec = preset_sections(survey)["SURVEY"]["PARAMETERS"]["magnitude_zero_point"]
     value = spec["DISTRIBUTION"]["NAME"] if isinstance(spec, Mapping) else None
     if value is None:
         values = [float(spec)] * len(bands)
@@ -838,14 +833,15 @@ def preset_zero_points(survey: str, bands: tuple[str, ...] | list[str]) -> dict[
     return dict(zip(bands, values, strict=True))
 
 
-def survey_sections_for(survey: str) -> dict[str, Any]:
-    """The SURVEY parameters of deeplenstronomy's preset `survey` (as make_dataset(survey=...) would add them)."""
+def preset_sections(survey: str) -> dict[str, Any]:
+    """The IMAGE and SURVEY sections of deeplenstronomy's preset `survey` (what make_dataset(survey=...) adds),
+    a fresh copy each call; an unknown name is a ConfigError on simulation.survey."""
     from deeplenstronomy import surveys
 
     preset = getattr(surveys, survey, None)
     if preset is None or survey.startswith("_"):
         raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
-    return yaml.safe_load(preset())["SURVEY"]["PARAMETERS"]
+    return yaml.safe_load(preset())
 
 
 # lenstronomy's SingleBand settings (kwargs_single_band) among a survey preset's IMAGE and SURVEY parameters.
@@ -869,12 +865,9 @@ def observing_conditions(
 
     The preset's distributions draw with Python's `random`; its state is seeded here and restored afterwards.
     """
-    from deeplenstronomy import distributions, surveys
+    from deeplenstronomy import distributions
 
-    preset = getattr(surveys, survey, None)
-    if preset is None or survey.startswith("_"):
-        raise ConfigError("simulation.survey", "a deeplenstronomy survey preset (e.g. delve)", survey)
-    sections = yaml.safe_load(preset())
+    sections = preset_sections(survey)
     params = {**sections["IMAGE"]["PARAMETERS"], **sections["SURVEY"]["PARAMETERS"]}
     state = random.getstate()
     random.seed(seed)
