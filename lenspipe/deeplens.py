@@ -440,18 +440,40 @@ def sky_table(survey: str, band: str) -> tuple[list[float], list[float]]:
 
 @functools.cache
 def preset_table(function: str) -> dict[str, Any]:
-    """The literal `dist` table inside one of deeplenstronomy's survey distribution functions (read, not copied)."""
+    """The literal `dist` table inside one of deeplenstronomy's survey distribution functions (read, not copied).
+
+    The module's source is parsed, not imported: importing deeplenstronomy.distributions takes ~1 s, which every
+    `snakemake` start paid for the config checks.
+    """
+    return _preset_tables().get(function) or _missing_table(function)
+
+
+@functools.cache
+def _preset_tables() -> dict[str, dict[str, Any]]:
+    """Every function of deeplenstronomy/distributions.py that holds a literal `dist` table, by name."""
     import ast
-    import inspect
+    import importlib.util
 
-    from deeplenstronomy import distributions
+    spec = importlib.util.find_spec("deeplenstronomy")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("deeplenstronomy", "an installed package (pip install deeplenstronomy==0.0.2.3)")
+    source = Path(next(iter(spec.submodule_search_locations))) / "distributions.py"
+    tables: dict[str, dict[str, Any]] = {}
+    for func in ast.parse(source.read_text()).body:
+        if not isinstance(func, ast.FunctionDef):
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "dist" for t in node.targets
+            ):
+                with contextlib.suppress(ValueError):
+                    tables[func.name] = ast.literal_eval(node.value)
+                break
+    return tables
 
-    tree = ast.parse(inspect.getsource(getattr(distributions, function)))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "dist" for t in node.targets
-        ):
-            return ast.literal_eval(node.value)
+
+def _missing_table(function: str) -> dict[str, Any]:
+    """Raise: deeplenstronomy has no literal table named `function` (another version than the pinned one)."""
     raise DataError(f"deeplenstronomy.distributions.{function}", "a literal `dist` table")
 
 

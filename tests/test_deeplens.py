@@ -246,3 +246,32 @@ def test_parquet_safe_columns() -> None:
     safe = deeplens.parquet_safe(meta)
     assert list(safe.columns) == ["a", "b", "7"]
     assert safe["a"].dtype == np.float64 and safe["b"].tolist() == ["x", "3"]
+
+
+def test_preset_tables_are_read_without_importing_deeplenstronomy() -> None:
+    """The config checks parse deeplenstronomy's tables from source (its distributions module takes ~1 s to import: every snakemake start paid it),
+    and the tables are the ones its functions hold (checked against the imported module)."""
+    import ast
+    import inspect
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, yaml\n"
+        "from lenspipe.config import check_config\n"
+        f"check_config(yaml.safe_load(open({str(REPO / 'config' / 'realistic.yaml')!r})))\n"
+        "print('deeplenstronomy.distributions' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+    from deeplenstronomy import distributions
+
+    for name in ("delve_sky_brightness", "delve_magnitude_zero_point", "delve_exposure_time"):
+        tree = ast.parse(inspect.getsource(getattr(distributions, name)))
+        assign = next(
+            n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "dist"
+        )
+        assert deeplens.preset_table(name) == ast.literal_eval(assign.value)
+    with pytest.raises(Exception, match="no_such_table"):
+        deeplens.preset_table("no_such_table")
