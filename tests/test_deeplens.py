@@ -249,8 +249,8 @@ def test_parquet_safe_columns() -> None:
 
 
 def test_preset_tables_are_read_without_importing_deeplenstronomy() -> None:
-    """The config checks parse deeplenstronomy's tables from source (its distributions module takes ~1 s to import: every snakemake start paid it),
-    and the tables are the ones its functions hold (checked against the imported module)."""
+    """The config checks parse deeplenstronomy's tables from source (importing its distributions module takes
+    ~1 s, paid at every snakemake start), and the tables are the ones its functions hold."""
     import ast
     import inspect
     import subprocess
@@ -270,7 +270,9 @@ def test_preset_tables_are_read_without_importing_deeplenstronomy() -> None:
     for name in ("delve_sky_brightness", "delve_magnitude_zero_point", "delve_exposure_time"):
         tree = ast.parse(inspect.getsource(getattr(distributions, name)))
         assign = next(
-            n for n in ast.walk(tree) if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "dist"
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "dist"
         )
         assert deeplens.preset_table(name) == ast.literal_eval(assign.value)
     with pytest.raises(Exception, match="no_such_table"):
