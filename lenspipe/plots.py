@@ -164,8 +164,10 @@ def predicted_vs_true(
     names: Sequence[str],
     box: Any,
     paths: Sequence[str | os.PathLike[str]],
+    estimate: str = "mean",
 ) -> None:
-    """Posterior mean against the true value per parameter, 68% intervals as error bars, identity line, R^2."""
+    """Posterior point estimate (`estimate` names it: mean or median) against the true value per parameter,
+    68% intervals as error bars, identity line, R^2."""
     table = params_table.get(list(names))
     with paper_style():
         fig, axes = _grid(len(table))
@@ -190,7 +192,7 @@ def predicted_vs_true(
             ax.set_ylim(lo, hi)
             ax.set_aspect("equal")
             ax.set_xlabel(f"true {p.axis_label}")
-            ax.set_ylabel(f"posterior mean {p.label}")
+            ax.set_ylabel(f"posterior {estimate} {p.label}")
             ax.text(0.05, 0.93, f"$R^2 = {r2[j]:.3f}$", transform=ax.transAxes, va="top", bbox=LABEL_BOX)
         fig.tight_layout()
         save_figure(fig, *paths)
