@@ -313,7 +313,8 @@ STUDIES = {"paper": "config.yaml", "survey": "survey.yaml", "realistic": "realis
 
 
 def test_the_three_studies_differ_only_as_documented() -> None:
-    """paper -> survey changes the noise (and keeps maf, nsf); survey -> realistic only draws the nuisance light."""
+    """paper -> survey changes the noise (and keeps maf, nsf); survey -> realistic draws the nuisance light and
+    trains until converged."""
     paper, survey, realistic = (load_config(REPO / "config" / f) for f in STUDIES.values())
     assert (paper["run"], survey["run"], realistic["run"]) == tuple(STUDIES)
     assert paper["simulation"]["sky_noise"] == "legacy" and survey["simulation"]["sky_noise"] == "survey"
@@ -335,6 +336,15 @@ def test_the_three_studies_differ_only_as_documented() -> None:
     assert survey["simulation"].pop("exposures") == 1
     realistic["simulation"].pop("sky_noise"), realistic["simulation"].pop("exposures")
     assert survey == paper
+    # realistic also trains until converged (issue 13); the paper and survey studies keep the seeds' setting
+    converging = {"schedule", "lr_decay", "lr_patience", "min_learning_rate", "smoothing", "augment"}
+    assert converging.isdisjoint(survey["training"]) and converging <= set(realistic["training"])
+    assert (
+        realistic["training"].pop("stop_after_epochs") == 30
+        and survey["training"].pop("stop_after_epochs") == 20
+    )
+    for key in converging:
+        realistic["training"].pop(key)
     for obj in ("lens", "source"):
         realistic["simulation"][obj]["light"] = survey["simulation"][obj]["light"]
     assert realistic == survey
