@@ -165,7 +165,7 @@ def train_mem_mb():
 
 
 def trained_estimators():
-    """The {estimator} values rule train makes: every estimator of the config but the ensembles (a regex)."""
+    """A regex of the {estimator} values train jobs make, every estimator of the config but the ensembles."""
     return names_pattern(rule_params.trained_names(config))
 
 
@@ -174,7 +174,7 @@ def trained_estimators():
 
 
 def ensemble_estimators():
-    """The {estimator} values rule ensemble makes: the config's ensembles (a regex; none matches nothing)."""
+    """A regex of the {estimator} values ensemble jobs make, the config's ensembles (none: it matches nothing)."""
     return names_pattern(rule_params.ensemble_names(config))
 
 

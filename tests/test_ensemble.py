@@ -276,3 +276,60 @@ def test_an_ensemble_of_an_ensemble_is_refused(tiny_config: dict) -> None:
     tiny_config["estimators"]["inner"] = {"flow": "ensemble", "members": ["maf", "nsf"]}
     with pytest.raises(ConfigError, match="an ensemble cannot be a member"):
         check_config(with_ensemble(tiny_config, members=["inner", "nsf"]))
+
+
+# --------------------------------------------------------------------------------------------------
+# The workflow: the tiny study plus an ensemble of two of its estimators.
+
+
+@pytest.mark.slow
+def test_an_ensemble_is_sampled_evaluated_and_compared(
+    finished_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Added to a finished study, an ensemble bundles the trained members (nothing retrained), then is sampled,
+    evaluated and compared like any estimator; a member's new settings retrain it and re-bundle the ensemble."""
+    import shutil
+
+    import pandas as pd
+    import yaml
+
+    from lenspipe.sample import open_samples
+
+    from .conftest import dry_run_jobs, snakemake, write_config
+
+    work, cfg = finished_run
+    other = tmp_path / "work"
+    shutil.copytree(
+        work, other, symlinks=True, ignore=shutil.ignore_patterns("report.html", "locks", "incomplete")
+    )
+    config = yaml.safe_load(cfg.read_text())
+    config["estimators"]["ensemble"] = {"flow": "ensemble", "members": ["maf", "nsf"]}
+    path = write_config(other / "config" / "ensemble.yaml", config)
+    jobs = dry_run_jobs(other, path)
+    assert jobs == {
+        "ensemble": ["estimator=ensemble"],
+        "sample": ["estimator=ensemble"],
+        "evaluate": ["estimator=ensemble"],
+        "compare": [""],
+    }, jobs
+    snakemake(["--cores", "2", "--configfile", str(path)], cwd=other)
+    out = other / "results" / "test"
+    est = posterior.load(out / "train/ensemble/estimator.pt", parameter_names=config["parameters"])
+    assert isinstance(est, posterior.EnsembleEstimator) and est.member_names == ("maf", "nsf")
+    assert open_samples(out / "sample/ensemble/samples.zarr").samples.shape == (12, 200, 6)
+    summary = json.loads((out / "train/ensemble/summary.json").read_text())
+    members = [json.loads((out / f"train/{m}/summary.json").read_text()) for m in ("maf", "nsf")]
+    assert summary["epochs"] == 4 and summary["wall_time_s"] == pytest.approx(
+        sum(m["wall_time_s"] for m in members)
+    )
+    assert (out / "evaluate/ensemble/figures/loss.png").stat().st_size > 1000
+    for table in ("r2", "calibration", "cost"):
+        frame = pd.read_csv(out / f"compare/{table}.csv")
+        assert "ensemble" in list(frame["estimator"]), table
+    cost = pd.read_csv(out / "compare/cost.csv").set_index("estimator")
+    assert cost.loc["ensemble", "epochs"] == 4 and np.isnan(cost.loc["ensemble", "best_epoch"])
+    # a member's new settings: that member retrains, the ensemble follows (input dependency); nsf stays
+    config["estimators"]["maf"]["hidden_features"] = 64
+    jobs = dry_run_jobs(other, write_config(path, config))
+    assert jobs["train"] == ["estimator=maf"] and jobs["ensemble"] == ["estimator=ensemble"]
+    assert jobs["sample"] == ["estimator=ensemble", "estimator=maf"]
