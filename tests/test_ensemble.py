@@ -227,6 +227,37 @@ def test_members_of_another_study_or_ensembles_are_refused(tmp_path: Path, pair:
         bundle(tmp_path / "b", {"maf": member_record("maf", 0), "inner": nested})
 
 
+def test_infer_reads_an_ensemble(tmp_path: Path) -> None:
+    """lenspipe infer with an ensemble: its samples, and the OOD score of its first member's embedding."""
+    from lenspipe.infer import InferSettings, infer_images
+    from lenspipe.ood import OODReference, embeddings
+
+    from .test_infer import write_per_band
+
+    records = {"maf": member_record("maf", 0), "nsf": member_record("nsf", 1)}
+    pixels = images(2, seed=5)
+    first = posterior.from_record(records["maf"])
+    reference = OODReference.fit(embeddings(first, images(40, seed=6)), embeddings(first, images(20, seed=7)))
+    for record in records.values():
+        record["observing"] = {
+            "survey": "delve",
+            "bands": ["g", "r", "i"],
+            "pixel_scale": 0.263,
+            "num_pix": 8,
+        }
+        record["ood"] = reference.as_dict()
+    path = bundle(tmp_path, records)
+    specs = [write_per_band(tmp_path, f"lens{i}", pixels[i], zero_point=26.6, exptime=90.0) for i in range(2)]
+    table = infer_images(
+        path, specs, tmp_path / "out", settings=InferSettings(num_samples=50, seed=2, corner=False)
+    )
+    assert set(table["estimator"]) == {"ens"} and len(table) == 2 * 2
+    est = posterior.load(path)
+    observed = est.check_images(pixels)
+    expected = reference.score(embeddings(est.members[0].estimator, observed))
+    np.testing.assert_allclose(table.groupby("image", sort=False)["ood_score"].first(), expected, rtol=1e-3)
+
+
 # --------------------------------------------------------------------------------------------------
 # The config: an ensemble entry, its refusals (one line naming the key), and the rules' params.
 
