@@ -96,9 +96,15 @@ def main() -> None:
     timed = images[: args.time_images]
     speeds = {}
     for name, sampler in [*((m.name, m) for m in est.members), ("ensemble", est)]:
-        start = time.perf_counter()
-        sampler.sample_images(timed, args.samples, args.seed, batch_size=batch)
-        speeds[name] = len(timed) * args.samples / (time.perf_counter() - start)
+        sampler.sample_images(
+            timed[:1], 100, args.seed
+        )  # warm-up: the first call's one-off costs are not timed
+        best = float("inf")
+        for _ in range(2):  # the best of two: a shared machine's pauses are not the estimator's
+            start = time.perf_counter()
+            sampler.sample_images(timed, args.samples, args.seed, batch_size=batch)
+            best = min(best, time.perf_counter() - start)
+        speeds[name] = len(timed) * args.samples / best
     harmonic = len(names) / sum(1 / speeds[m] for m in names)
     print(
         "\nsamples/s on "
