@@ -130,7 +130,7 @@ def build_tables(
                 "best_epoch": _int(training[est]["best_epoch"]),
                 "best_val_loss": _num(training[est]["best_val_loss"]),
                 "training_wall_time_s": float(training[est]["wall_time_s"]),
-                "train_pairs_per_s": float(training[est]["train_pairs_per_s"]),
+                "train_pairs_per_s": _num(training[est]["train_pairs_per_s"]),
                 "training_device": str(training[est]["device"]).split(" (")[
                     0
                 ],  # the device, not its thread details

@@ -36,7 +36,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -242,7 +242,12 @@ class TrainedEstimator:
         return out
 
     def sample_counts(
-        self, images: np.ndarray, counts: Sequence[int], seed: int, offset: int = 0
+        self,
+        images: np.ndarray,
+        counts: Sequence[int],
+        seed: int,
+        offset: int = 0,
+        max_rows: int | None = None,
     ) -> list[np.ndarray]:
         """counts[i] samples (counts[i], n_params) of each image i, drawn as sample_images draws: image i's noise from
         derive_seed(seed, offset + i), so an image's first n samples are those sample_images(num_samples=n) gives."""
@@ -253,7 +258,8 @@ class TrainedEstimator:
         with torch.no_grad():
             x = torch.from_numpy(images).to(self.device)
             if self._noise_ok:
-                flat = self._sample_from_noise(x, counts, seed, offset, rows_per_flow_call(self.device))
+                rows = max_rows or rows_per_flow_call(self.device)
+                flat = self._sample_from_noise(x, counts, seed, offset, rows)
                 pieces = np.split(flat, np.cumsum(counts)[:-1])
             else:
                 d = len(self.flow_parameter_names)
@@ -380,7 +386,7 @@ class EnsembleEstimator:
         self.estimator = self.members[0].estimator  # embeddings for the OOD score (lenspipe.infer)
 
     @property
-    def posterior(self) -> None:
+    def posterior(self) -> NoReturn:
         """No single sbi posterior: sample with sample_images, evaluate with log_prob_images."""
         raise AttributeError(
             f"{self.name} is an ensemble of {', '.join(self.member_names)}: no sbi posterior"
@@ -421,7 +427,8 @@ class EnsembleEstimator:
                 counts = (choice == k).sum(axis=1)
                 if not counts.any():
                     continue
-                draws = member.sample_counts(batch, counts, derive_seed(seed, "member", member.name), first)
+                member_seed = derive_seed(seed, "member", member.name)
+                draws = member.sample_counts(batch, counts, member_seed, first, max_rows)
                 for i, rows in enumerate(draws):
                     out[start + i, choice[i] == k] = rows
         return out

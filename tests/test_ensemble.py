@@ -178,6 +178,8 @@ def test_sampling_is_deterministic_and_independent_of_batching(pair: tuple[Path,
     np.testing.assert_allclose(
         a[2:], est.sample_images(x[2:], 300, seed=7, batch_size=3, offset=2), atol=1e-4
     )
+    rows = est.sample_images(x, 300, seed=7, batch_size=5, max_rows=7)  # nor the rows per flow call
+    np.testing.assert_allclose(a, rows, rtol=1e-5, atol=1e-4)
     assert not np.allclose(a, est.sample_images(x, 300, seed=8))
 
 
