@@ -25,6 +25,7 @@ wildcard_constraints:
 include: "rules/simulate.smk"
 include: "rules/split.smk"
 include: "rules/train.smk"
+include: "rules/ensemble.smk"
 include: "rules/sample.smk"
 include: "rules/evaluate.smk"
 include: "rules/compare.smk"

@@ -17,7 +17,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("simulate", "split", "train", "sample", "evaluate", "compare")
+STAGES = ("simulate", "split", "train", "ensemble", "sample", "evaluate", "compare")
+OPTIONAL = ("ensemble",)  # a row only in a study whose config has ensembles
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def table(bench: Path) -> str:
     every: list[Job] = []
     for stage in STAGES:
         jobs = read_jobs(bench / stage)
+        if not jobs and stage in OPTIONAL:
+            continue
         if not jobs:
             lines.append(f"| {stage} | 0 | not run | | | | |")
             continue

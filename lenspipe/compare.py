@@ -126,10 +126,11 @@ def build_tables(
             {
                 "estimator": est,
                 "epochs": int(training[est]["epochs"]),
-                "best_epoch": int(training[est]["best_epoch"]),
-                "best_val_loss": float(training[est]["best_val_loss"]),
+                # an ensemble (lenspipe.ensemble) has no best epoch or loss of its own: null, shown as --
+                "best_epoch": _int(training[est]["best_epoch"]),
+                "best_val_loss": _num(training[est]["best_val_loss"]),
                 "training_wall_time_s": float(training[est]["wall_time_s"]),
-                "train_pairs_per_s": float(training[est]["train_pairs_per_s"]),
+                "train_pairs_per_s": _num(training[est]["train_pairs_per_s"]),
                 "training_device": str(training[est]["device"]).split(" (")[
                     0
                 ],  # the device, not its thread details
@@ -159,6 +160,10 @@ def long_table(estimators: Sequence[str], metrics: Mapping[str, Mapping]) -> Any
 
 def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
+
+
+def _int(x: Any) -> int | float:
+    return float("nan") if x is None else int(x)
 
 
 def _formats(table: str, columns: Sequence[str]) -> tuple[list[str], list[str], list[Callable[[Any], str]]]:

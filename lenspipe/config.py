@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from lenspipe import rule_params
 from lenspipe.errors import ConfigError
 from lenspipe.flows import known_flows
 
@@ -199,12 +200,13 @@ def check_semantics(config: Mapping[str, Any]) -> None:
         )
     flows = known_flows()
     for name, entry in config["estimators"].items():
-        if entry["flow"] not in flows:
+        if entry["flow"] not in flows and not rule_params.is_ensemble(entry):
             raise ConfigError(
                 f"estimators.{name}.flow",
-                "an sbi flow or coupling_resnet (" + ", ".join(flows) + ")",
+                "an sbi flow, coupling_resnet or ensemble (" + ", ".join(flows) + ")",
                 entry["flow"],
             )
+    rule_params.check_ensembles(config)
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)

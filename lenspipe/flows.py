@@ -31,6 +31,8 @@ NOT_FOR_IMAGES = {
 }
 # Flows built by lenspipe itself (lenspipe.estimators.CUSTOM_FLOWS).
 LENSPIPE_FLOWS = ("coupling_resnet",)
+# Not a flow: `flow: ensemble` mixes other entries' trained estimators (lenspipe.ensemble; its config checks:
+# lenspipe.rule_params.check_ensembles).
 
 
 def known_flows() -> list[str]:

@@ -347,6 +347,9 @@ def loss_curve(
             f"expected columns epoch, train_loss, val_loss and one row per epoch "
             f"(missing: {', '.join(sorted(missing)) or 'rows'})",
         )
+    if "member" in table.columns:  # an ensemble's table (lenspipe.ensemble): every member's curves
+        member_curves(table, title, paths)
+        return
     best = table.loc[table["val_loss"].idxmin()]
     with paper_style():
         fig, ax = plt.subplots(figsize=(3.6, 2.7))
@@ -358,6 +361,24 @@ def loss_curve(
         ax.set_xlabel("epoch")
         ax.set_ylabel(r"loss ($-\log q(\theta \mid x)$)")
         ax.set_title(title)
+        ax.legend(frameon=False)
+        fig.tight_layout()
+        save_figure(fig, *paths)
+
+
+def member_curves(table: Any, title: str, paths: Sequence[str | os.PathLike[str]]) -> None:
+    """An ensemble's members' training (dashed) and validation (solid) losses, one colour per member."""
+    import matplotlib.pyplot as plt
+
+    with paper_style():
+        fig, ax = plt.subplots(figsize=(3.6, 2.7))
+        for i, (member, rows) in enumerate(table.groupby("member", sort=False)):
+            colour = f"C{i % 10}"
+            ax.plot(rows["epoch"], rows["train_loss"], color=colour, ls="--", lw=1.0)
+            ax.plot(rows["epoch"], rows["val_loss"], color=colour, label=f"{member} (validation)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(r"loss ($-\log q(\theta \mid x)$)")
+        ax.set_title(f"{title} (members; dashed: training)")
         ax.legend(frameon=False)
         fig.tight_layout()
         save_figure(fig, *paths)

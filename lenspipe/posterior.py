@@ -26,6 +26,8 @@ Errors: a missing or unreadable file, an estimator trained for other parameters 
 `parameter_names`, or images of the wrong shape raise lenspipe.errors.DataError naming the file.
 The flow lives in the prior box's unconstrained space (lenspipe.estimators.BoundedEstimator), so
 there is no leakage: sbi's rejection step accepts every sample and its leakage correction is 1.
+An ensemble's estimator.pt (lenspipe.ensemble: its members' records and the mixture weights) loads as an
+EnsembleEstimator with the same attributes and methods (no sbi `posterior`): the mixture of its members.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -239,18 +241,52 @@ class TrainedEstimator:
         out[..., j] = np.clip(theta_e.astype(np.float32), low, high)
         return out
 
+    def sample_counts(
+        self,
+        images: np.ndarray,
+        counts: Sequence[int],
+        seed: int,
+        offset: int = 0,
+        max_rows: int | None = None,
+    ) -> list[np.ndarray]:
+        """counts[i] samples (counts[i], n_params) of each image i, drawn as sample_images draws: image i's noise from
+        derive_seed(seed, offset + i), so an image's first n samples are those sample_images(num_samples=n) gives."""
+        images = self.check_images(images)
+        counts = [int(c) for c in counts]
+        if len(counts) != len(images):
+            raise ValueError(f"one count per image: {len(counts)} counts for {len(images)} images")
+        with torch.no_grad():
+            x = torch.from_numpy(images).to(self.device)
+            if self._noise_ok:
+                rows = max_rows or rows_per_flow_call(self.device)
+                flat = self._sample_from_noise(x, counts, seed, offset, rows)
+                pieces = np.split(flat, np.cumsum(counts)[:-1])
+            else:
+                d = len(self.flow_parameter_names)
+                pieces = [
+                    self._sample_generic(x[i : i + 1], c, seed, offset + i)[0]
+                    if c
+                    else np.empty((0, d), dtype=np.float32)
+                    for i, c in enumerate(counts)
+                ]
+        return [self.complete(p) for p in pieces]
+
     def _sample_from_noise(
-        self, x: torch.Tensor, num_samples: int, seed: int, first: int, rows_per_call: int
+        self, x: torch.Tensor, num_samples: int | Sequence[int], seed: int, first: int, rows_per_call: int
     ) -> np.ndarray:
+        """Samples (len(x), num_samples, d); with a count per image instead, all images' samples as rows (sum, d)."""
         d = len(self.flow_parameter_names)
+        counts = [num_samples] * len(x) if isinstance(num_samples, int) else list(num_samples)
         context = self.estimator.embed(x)
         noise = torch.cat(
             [
-                torch.randn(num_samples, d, generator=self._generator(seed, first + i), device=self.device)
+                torch.randn(counts[i], d, generator=self._generator(seed, first + i), device=self.device)
                 for i in range(len(x))
             ]
         )
-        image_of_row = torch.arange(noise.shape[0], device=self.device) // num_samples
+        image_of_row = torch.repeat_interleave(
+            torch.arange(len(x), device=self.device), torch.tensor(counts, device=self.device)
+        )
         theta = torch.cat(
             [
                 self.estimator.sample_from_noise(
@@ -258,8 +294,11 @@ class TrainedEstimator:
                 )
                 for r in range(0, noise.shape[0], rows_per_call)
             ]
+            or [noise]
         )
-        return theta.reshape(len(x), num_samples, d).cpu().numpy()
+        if isinstance(num_samples, int):
+            return theta.reshape(len(x), num_samples, d).cpu().numpy()
+        return theta.cpu().numpy()
 
     def _sample_generic(self, x: torch.Tensor, num_samples: int, seed: int, first: int) -> np.ndarray:
         """Flows without a standard-normal base (e.g. mdn): sbi's sampler per image, seeded per image."""
@@ -312,6 +351,98 @@ class TrainedEstimator:
         return ((np.asarray(self.flow_box.low) + np.asarray(self.flow_box.high)) / 2).astype(np.float32)
 
 
+class EnsembleEstimator:
+    """A mixture of trained estimators (an `ensemble` entry): q(theta|x) = sum_k w_k q_k(theta|x), as ltu-ili's ensembles.
+
+    Sampling draws each sample's member from the weights with a generator seeded by (seed, image index), then that
+    many samples from each member, seeded by (seed, member name, image index): the draws depend on the seed and
+    the image's index only, never on the batching. The members were trained on the same images; the OOD score of
+    lenspipe.infer reads the first member's embedding (`estimator`, `record["ood"]`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        record: Mapping[str, Any],
+        members: Sequence[TrainedEstimator],
+        weights: Sequence[float],
+        device: torch.device,
+    ) -> None:
+        self.path = path
+        self.name: str = record["estimator"]
+        self.settings: dict[str, Any] = dict(record["estimator_settings"])
+        self.parameter_names: tuple[str, ...] = tuple(record["parameter_names"])
+        self.prior_box = PriorBox.from_dict(record["prior_box"])
+        self.bands: tuple[str, ...] = tuple(record["bands"])
+        self.image_shape: tuple[int, ...] = tuple(int(s) for s in record["image_shape"])
+        self.normalisation: dict[str, Any] = dict(record["normalisation"])
+        self.training: dict[str, Any] = dict(record.get("training", {}))
+        self.record: dict[str, Any] = {k: v for k, v in record.items() if k != "members"}
+        self.members = list(members)
+        self.member_names: tuple[str, ...] = tuple(m.name for m in self.members)
+        w = np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
+        self.device = device
+        self.estimator = self.members[0].estimator  # embeddings for the OOD score (lenspipe.infer)
+
+    @property
+    def posterior(self) -> NoReturn:
+        """No single sbi posterior: sample with sample_images, evaluate with log_prob_images."""
+        raise AttributeError(
+            f"{self.name} is an ensemble of {', '.join(self.member_names)}: no sbi posterior"
+        )
+
+    def check_images(self, images: np.ndarray) -> np.ndarray:
+        """Images as float32 (N, bands, H, W), as every member checks them."""
+        return self.members[0].check_images(images)
+
+    def choices(self, num_samples: int, seed: int, index: int) -> np.ndarray:
+        """The member (0..K-1) of each of image `index`'s samples: seeded by (seed, "ensemble", index) only."""
+        rng = np.random.default_rng(derive_seed(seed, "ensemble", index))
+        return rng.choice(len(self.members), size=num_samples, p=self.weights)
+
+    def sample_images(
+        self,
+        images: np.ndarray,
+        num_samples: int,
+        seed: int,
+        batch_size: int = 64,
+        offset: int = 0,
+        progress: bool = False,
+        max_rows: int | None = None,
+    ) -> np.ndarray:
+        """Mixture samples (N, num_samples, n_params) float32: each member draws only the samples assigned to it."""
+        from tqdm import tqdm
+
+        images = self.check_images(images)
+        n = images.shape[0]
+        out = np.empty((n, num_samples, len(self.parameter_names)), dtype=np.float32)
+        for start in tqdm(
+            range(0, n, batch_size), desc=f"sampling {self.name}", unit="batch", disable=not progress
+        ):
+            batch = images[start : start + batch_size]
+            first = offset + start
+            choice = np.stack([self.choices(num_samples, seed, first + i) for i in range(len(batch))])
+            for k, member in enumerate(self.members):
+                counts = (choice == k).sum(axis=1)
+                if not counts.any():
+                    continue
+                member_seed = derive_seed(seed, "member", member.name)
+                draws = member.sample_counts(batch, counts, member_seed, first, max_rows)
+                for i, rows in enumerate(draws):
+                    out[start + i, choice[i] == k] = rows
+        return out
+
+    def log_prob_images(self, images: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        """log q(theta | image) = logsumexp_k(log w_k + log q_k(theta | image)), shaped as the members'; -inf outside."""
+        logs = np.stack([m.log_prob_images(images, theta).astype(np.float64) for m in self.members])
+        logs += np.log(self.weights).reshape(-1, *[1] * (logs.ndim - 1))
+        top = logs.max(axis=0)
+        safe = np.where(np.isfinite(top), top, 0.0)
+        with np.errstate(divide="ignore"):  # every member -inf (outside the box): -inf
+            return (safe + np.log(np.exp(logs - safe).sum(axis=0))).astype(np.float32)
+
+
 def inside_float32(low: float, high: float) -> tuple[np.float32, np.float32]:
     """The float32 range inside [low, high] and below high (sbi's BoxUniform needs theta < high), as
     lenspipe.estimators.BoxTransform clamps samples."""
@@ -325,8 +456,8 @@ def load(
     path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
     parameter_names: Sequence[str] | None = None,
-) -> TrainedEstimator:
-    """Load a trained estimator (estimator.pt) onto `device`; `parameter_names`: what the config asks for."""
+) -> TrainedEstimator | EnsembleEstimator:
+    """Load a trained estimator (estimator.pt, or an ensemble's) onto `device`; `parameter_names`: the config's."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "no trained estimator here (expected the train rule's estimator.pt)")
@@ -344,12 +475,29 @@ def load(
             f"{list(parameter_names)} (names and order): retrain it",
         )
     device = _device(device)
+    if record.get("members"):
+        return _load_ensemble(path, record, device)
     try:
         estimator = from_record(record).to(device)
     except (ConfigError, KeyError, RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise DataError(path, f"cannot rebuild the estimator ({type(exc).__name__}: {first})") from exc
     return TrainedEstimator(path, record, estimator, device)
+
+
+def _load_ensemble(path: Path, record: Mapping[str, Any], device: torch.device) -> EnsembleEstimator:
+    """An ensemble's members, each rebuilt from the record it carries (lenspipe.ensemble bundles them)."""
+    members = []
+    for member in record["members"]:
+        try:
+            estimator = from_record(member).to(device)
+        except (ConfigError, KeyError, RuntimeError, TypeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise DataError(
+                path, f"cannot rebuild member {member.get('estimator')} ({type(exc).__name__}: {first})"
+            ) from exc
+        members.append(TrainedEstimator(path, member, estimator, device))
+    return EnsembleEstimator(path, record, members, record["weights"], device)
 
 
 def _device(device: str | torch.device) -> torch.device:

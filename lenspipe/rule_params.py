@@ -84,6 +84,78 @@ def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
     }
 
 
+# --------------------------------------------------------------------------------------------------
+# ensemble: an `estimators:` entry with `flow: ensemble` mixes other entries' trained estimators (no training).
+
+ENSEMBLE_FLOW = "ensemble"
+ENSEMBLE_KEYS = ("flow", "members", "weights")
+
+
+def is_ensemble(entry: Mapping[str, Any]) -> bool:
+    """Whether an `estimators:` entry is an ensemble of other entries."""
+    return isinstance(entry, Mapping) and entry.get("flow") == ENSEMBLE_FLOW
+
+
+def ensemble_names(config: Mapping[str, Any]) -> list[str]:
+    """The config's ensembles, in config order."""
+    return [name for name, entry in config["estimators"].items() if is_ensemble(entry)]
+
+
+def trained_names(config: Mapping[str, Any]) -> list[str]:
+    """The config's estimators a train job makes (all but the ensembles), in config order."""
+    return [name for name, entry in config["estimators"].items() if not is_ensemble(entry)]
+
+
+def ensemble_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]:
+    """The ensemble rule's params: its members and, if given, their weights (the members' files are its input)."""
+    entry = config["estimators"].get(estimator)
+    if not is_ensemble(entry):
+        raise ConfigError(f"estimators.{estimator}", "an ensemble of the config (flow: ensemble)", estimator)
+    return {k: entry[k] for k in ("members", "weights") if k in entry}
+
+
+def check_ensembles(config: Mapping[str, Any]) -> None:
+    """Each ensemble: at least 2 distinct members that are other, trained estimators of the config; as many
+    positive weights as members if weights are given; no other setting."""
+    trained = trained_names(config)
+    for name in ensemble_names(config):
+        entry = config["estimators"][name]
+        key = f"estimators.{name}"
+        for option in entry:
+            if option not in ENSEMBLE_KEYS:
+                raise ConfigError(
+                    f"{key}.{option}", "a setting of an ensemble (members, weights)", "unknown key"
+                )
+        members = entry.get("members")
+        if not isinstance(members, list) or len(members) < 2:
+            raise ConfigError(f"{key}.members", "a list of at least 2 estimators of the config", members)
+        for member in members:
+            if member == name or is_ensemble(config["estimators"].get(member)):
+                raise ConfigError(
+                    f"{key}.members",
+                    "estimators trained by the config (an ensemble cannot be a member)",
+                    member,
+                )
+            if member not in trained:
+                raise ConfigError(
+                    f"{key}.members", f"estimators of the config ({', '.join(trained)})", member
+                )
+        if len(set(members)) != len(members):
+            duplicate = next(m for m in members if members.count(m) > 1)
+            raise ConfigError(f"{key}.members", "each member once (use weights to weigh one more)", duplicate)
+        weights = entry.get("weights")
+        if weights is not None:
+            ok = isinstance(weights, list) and all(
+                isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights
+            )
+            if not ok or len(weights) != len(members):
+                raise ConfigError(
+                    f"{key}.weights",
+                    f"{len(members)} positive numbers, one per member ({', '.join(members)})",
+                    weights,
+                )
+
+
 def execution_params(config: Mapping[str, Any]) -> dict[str, str]:
     """Where the training runs (device, GPU fallback): a params entry of its own, read by the job from params."""
     training = config["training"]

@@ -1,6 +1,7 @@
 # Shared pieces: config validation, every output path pattern, every input/param/resource function.
 # Rule files hold rules only; the config slices themselves come from lenspipe.rule_params (torch-free).
 # Wildcard constraints: Snakefile.
+import re
 import sys
 
 from lenspipe import rule_params
@@ -161,6 +162,40 @@ def train_threads():
 def train_mem_mb():
     """Memory of a training job (lenspipe.rule_params.train_mem_mb)."""
     return rule_params.train_mem_mb(config)
+
+
+def trained_estimators():
+    """A regex of the {estimator} values train jobs make, every estimator of the config but the ensembles."""
+    return names_pattern(rule_params.trained_names(config))
+
+
+# --------------------------------------------------------------------------------------------------
+# ensemble (an `estimators:` entry with flow: ensemble bundles other entries' trained estimators)
+
+
+def ensemble_estimators():
+    """A regex of the {estimator} values ensemble jobs make, the config's ensembles (none: it matches nothing)."""
+    return names_pattern(rule_params.ensemble_names(config))
+
+
+def names_pattern(names):
+    """A regex matching exactly these names (none: a regex that matches nothing)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
+
+
+def ensemble_members(wildcards):
+    """The members' training outputs an ensemble bundles: a member retrained is a new ensemble."""
+    members = rule_params.ensemble_params(config, wildcards.estimator)["members"]
+    return {
+        "members": expand(ESTIMATOR_FILE, estimator=members),
+        "summaries": expand(SUMMARY, estimator=members),
+        "epochs": expand(EPOCHS, estimator=members),
+    }
+
+
+def ensemble_params(wildcards):
+    """An ensemble's members and weights (lenspipe.rule_params.ensemble_params)."""
+    return rule_params.ensemble_params(config, wildcards.estimator)
 
 
 # --------------------------------------------------------------------------------------------------

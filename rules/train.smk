@@ -15,6 +15,9 @@ rule train:
         log_path("train", "{estimator}"),
     benchmark:
         bench_path("train", "{estimator}")
+    wildcard_constraints:
+        # ensembles are bundled by rule ensemble, not trained
+        estimator=trained_estimators(),
     params:
         # The config slice the estimator depends on, and where it runs (device, gpu_fallback).
         settings=train_params,

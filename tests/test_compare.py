@@ -81,6 +81,28 @@ def test_a_new_estimator_adds_a_row(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(three["r2"].iloc[:2], two["r2"])
 
 
+def test_an_ensemble_row_has_no_best_epoch_or_loss(tmp_path: Path) -> None:
+    """An ensemble's summary (lenspipe.ensemble) has null best_epoch and best_val_loss: `--` in its row only."""
+    _run(tmp_path, ["maf", "nsf"])
+    summary = json.loads((tmp_path / "nsf.summary.json").read_text())
+    (tmp_path / "nsf.summary.json").write_text(
+        json.dumps({**summary, "best_epoch": None, "best_val_loss": None})
+    )
+    out = tmp_path / "compare"
+    compare.compare(
+        estimators=["maf", "nsf"],
+        metrics=[tmp_path / f"{e}.metrics.json" for e in ("maf", "nsf")],
+        training=[tmp_path / f"{e}.summary.json" for e in ("maf", "nsf")],
+        sampling=[tmp_path / f"{e}.timing.json" for e in ("maf", "nsf")],
+        tables=[out / f"{t}.{ext}" for t in compare.TABLES for ext in compare.TABLE_FORMATS],
+        figure=[out / "comparison.pdf", out / "comparison.png"],
+    )
+    cost = pd.read_csv(out / "cost.csv").set_index("estimator")
+    assert cost.loc["maf", "best_epoch"] == 20 and np.isnan(cost.loc["nsf", "best_epoch"])
+    rows = (out / "cost.md").read_text().splitlines()
+    assert "| nsf | 41 | -- | -- |" in rows[-1] and "| maf | 40 | 20 | -3.5 |" in rows[-2]
+
+
 def test_markdown_and_latex_by_hand() -> None:
     df = pd.DataFrame(
         {"estimator": ["maf", "nsf_16x512"], "sigma_v": [0.9031, np.nan], "e1": [0.97654, -0.5]}

@@ -67,7 +67,7 @@ BAD = [
     (
         "estimators.maf.flow",
         "realnvp",
-        "estimators.maf.flow: expected an sbi flow or coupling_resnet (coupling_resnet, made, maf",
+        "estimators.maf.flow: expected an sbi flow, coupling_resnet or ensemble (coupling_resnet, made, maf",
     ),
     ("simulation.pixelscale", 0.2, "simulation.pixelscale: expected one of the known keys"),
     ("priors.e2.max", float("inf"), "priors.e2.max: expected a finite number (got inf)"),

@@ -48,6 +48,7 @@ def test_one_name_per_stage() -> None:
     stages = sorted(p.stem for p in (REPO / "rules").glob("*.smk") if p.stem != "common")
     assert stages == [
         "compare",
+        "ensemble",
         "evaluate",
         "infer",
         "infer_join",

@@ -1,0 +1,190 @@
+"""Stage ensemble: an `estimators:` entry with `flow: ensemble` bundles its members' trained estimators into one.
+
+    ensemble: {flow: ensemble, members: [maf, nsf]}            # uniform mixture
+    ensemble: {flow: ensemble, members: [maf, nsf], weights: [2, 1]}
+
+Nothing is trained: the members are the config's other estimators (their own train jobs). Their estimator.pt
+records go, whole, into the ensemble's estimator.pt with the normalised weights, so sample, evaluate, compare
+and infer read one file like any other estimator's (lenspipe.posterior.load returns the mixture,
+lenspipe.posterior.EnsembleEstimator). Its epochs.csv holds every member's rows (a `member` column); its
+summary.json the members' training summaries, and their sums as the ensemble's training cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lenspipe import atomic
+from lenspipe.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FLOW = "ensemble"
+# What every member must share with the first: the mixture is one posterior over one parameter set and image.
+SHARED = ("parameter_names", "prior_box", "bands", "image_shape", "normalisation", "derived")
+# What the ensemble's record takes from its first member: inference on observed images (lenspipe.infer) reads the
+# training images' observing conditions and the first member's OOD reference of its embeddings.
+FROM_FIRST = ("observing", "ood")
+
+
+def ensemble(
+    *,
+    members: Sequence[str | os.PathLike[str]],
+    summaries: Sequence[str | os.PathLike[str]],
+    epochs: Sequence[str | os.PathLike[str]],
+    outputs: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    estimator: str,
+) -> dict[str, Any]:
+    """Rule ensemble: the members' estimator.pt (in settings["members"] order) -> the ensemble's outputs."""
+    names = list(settings["members"])
+    weights = normalised_weights(settings.get("weights"), len(names))
+    if not len(members) == len(summaries) == len(epochs) == len(names):
+        raise ValueError(f"one estimator, summary and epochs file per member of {names}")
+    records = [read_member(path) for path in members]
+    record = bundle(estimator, names, weights, records, members)
+    member_summaries = {n: read_summary(p) for n, p in zip(names, summaries, strict=True)}
+    summary = ensemble_summary(estimator, names, weights, member_summaries)
+    from lenspipe import provenance
+    from lenspipe.posterior import save
+
+    save(outputs["estimator"], record)
+    write_epochs(outputs["epochs"], names, epochs)
+    if outputs.get("provenance"):
+        files = {n: {"path": str(p), "sha256": sha256(p)} for n, p in zip(names, members, strict=True)}
+        provenance.write(
+            outputs["provenance"], {"settings": dict(settings), "members": files}, {}, rule="ensemble"
+        )
+    atomic.write_json(outputs["summary"], summary)
+    log.info(
+        "%s: mixture of %s (weights %s) -> %s", estimator, ", ".join(names), weights, outputs["estimator"]
+    )
+    return summary
+
+
+def normalised_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    """The mixture weights summing to one; none given: uniform."""
+    if weights is None:
+        return [1.0 / n] * n
+    total = float(sum(weights))
+    return [float(w) / total for w in weights]
+
+
+def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A member's training summary.json."""
+    try:
+        return dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as exc:
+        raise DataError(path, f"cannot read the training summary ({exc})") from exc
+
+
+def sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file (a member's estimator.pt, recorded in the provenance)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_member(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A member's estimator record (weights included); anything but a single trained estimator is a DataError."""
+    import torch
+
+    from lenspipe.posterior import FORMAT
+
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(path, f"not a readable estimator file ({type(exc).__name__})") from exc
+    if not isinstance(record, Mapping) or record.get("format") != FORMAT:
+        raise DataError(path, f"not a lenspipe estimator (expected format {FORMAT})")
+    if record.get("members"):
+        raise DataError(path, "an ensemble cannot be a member of an ensemble (list its members instead)")
+    return dict(record)
+
+
+def bundle(
+    name: str,
+    names: Sequence[str],
+    weights: Sequence[float],
+    records: Sequence[Mapping[str, Any]],
+    paths: Sequence[str | os.PathLike[str]],
+) -> dict[str, Any]:
+    """The ensemble's estimator record: what its members share, the first's observing record, every member whole."""
+    first = records[0]
+    for record, path in zip(records[1:], paths[1:], strict=True):
+        for key in SHARED:
+            if record.get(key) != first.get(key):
+                raise DataError(
+                    path,
+                    f"its {key} differs from member {names[0]}'s ({paths[0]}): members of ensemble {name} "
+                    "must be trained on the same study",
+                )
+    out: dict[str, Any] = {
+        "format": first["format"],
+        "estimator": name,
+        "estimator_settings": {"flow": FLOW, "members": list(names), "weights": list(weights)},
+        **{k: first[k] for k in ("parameter_names", "prior_box", "bands", "image_shape", "normalisation")},
+        **{k: first[k] for k in ("derived", *FROM_FIRST) if k in first},
+        "training": {
+            "epochs": sum(int(r.get("training", {}).get("epochs", 0)) for r in records),
+            "members": {n: dict(r.get("training", {})) for n, r in zip(names, records, strict=True)},
+        },
+        "members": [dict(r, estimator=n) for n, r in zip(names, records, strict=True)],
+        "weights": list(weights),
+    }
+    return out
+
+
+def ensemble_summary(
+    name: str, names: Sequence[str], weights: Sequence[float], summaries: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """summary.json: the members' summaries, the training cost (epochs, time) as their sums.
+
+    A mixture has no training loss and no best epoch of its own: best_epoch and best_val_loss are null.
+    """
+    parts = [summaries[n] for n in names]
+    wall = sum(float(s.get("wall_time_s") or 0.0) for s in parts)
+    pairs = [float(s["n_train"]) * int(s["epochs"]) for s in parts if s.get("train_pairs_per_s")]
+    seconds = [p / float(s["train_pairs_per_s"]) for p, s in zip(pairs, parts, strict=False)]
+    devices = list(dict.fromkeys(str(s.get("device", "")) for s in parts))
+    return {
+        "estimator": name,
+        "flow": FLOW,
+        "members": list(names),
+        "weights": list(weights),
+        "epochs": sum(int(s["epochs"]) for s in parts),
+        "best_epoch": None,
+        "best_val_loss": None,
+        "wall_time_s": round(wall, 3),
+        "fit_time_s": round(sum(float(s.get("fit_time_s") or 0.0) for s in parts), 3),
+        "device": devices[0] if len(devices) == 1 else " + ".join(devices),
+        "train_pairs_per_s": round(sum(pairs) / sum(seconds), 2) if len(seconds) == len(parts) else None,
+        "n_train": parts[0].get("n_train"),
+        "n_validation": parts[0].get("n_validation"),
+        "n_weights": sum(int(s.get("n_weights") or 0) for s in parts),
+        "member_summaries": {n: dict(summaries[n]) for n in names},
+    }
+
+
+def write_epochs(
+    path: str | os.PathLike[str], names: Sequence[str], epochs: Sequence[str | os.PathLike[str]]
+) -> None:
+    """epochs.csv: every member's epochs table, a first column `member` naming whose row it is."""
+    import pandas as pd
+
+    tables = []
+    for name, file in zip(names, epochs, strict=True):
+        try:
+            table = pd.read_csv(file)
+        except (OSError, ValueError) as exc:
+            raise DataError(file, f"cannot read the epochs table ({exc})") from exc
+        tables.append(table.assign(member=name)[["member", *table.columns]])
+    atomic.write_text(path, pd.concat(tables, ignore_index=True).to_csv(index=False, float_format="%.8g"))
