@@ -12,6 +12,7 @@ with blosc-lz4 and 0.7 GB/s with zstd, so the streaming training loader never wa
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import numpy as np
 
 from lenspipe import parameters as params_table
 from lenspipe.atomic import atomic_path
-from lenspipe.errors import DataError
+from lenspipe.errors import ConfigError, DataError
 
 T = TypeVar("T")
 METADATA_FILE = "metadata.parquet"
@@ -39,6 +40,28 @@ def image_codecs() -> dict[str, Any]:
     """Images uncompressed: read speed at training time over 6 % of disk (module docstring); integrity is the
     store's SHA-256."""
     return {"compressors": None}
+
+
+# Chunk-sized buffers the loader needs beyond its windows: the chunk being read and one batch.
+EXTRA_CHUNKS = 2
+# Windows held at once, each counted twice while it is shuffled: the one served, the next one read.
+WINDOW_COPIES = 3
+
+
+def window_chunks(budget_mb: int, chunk_images: int, image_bytes: int) -> int:
+    """Chunks per shuffle window of the streaming loader (lenspipe.stream) that fit `budget_mb`; a budget below
+    one window of one chunk is a ConfigError naming the key."""
+    chunk_bytes = chunk_images * image_bytes
+    chunks = int(budget_mb) * 2**20 // chunk_bytes
+    if chunks < WINDOW_COPIES + EXTRA_CHUNKS:
+        need = math.ceil((WINDOW_COPIES + EXTRA_CHUNKS) * chunk_bytes / 2**20)
+        raise ConfigError(
+            "training.memory_budget_mb",
+            f"at least {need} MB for the streaming loader ({WINDOW_COPIES + EXTRA_CHUNKS} chunks of "
+            f"{chunk_images} images of {image_bytes / 1e3:.0f} kB: a window served, the next read and shuffled)",
+            budget_mb,
+        )
+    return (chunks - EXTRA_CHUNKS) // WINDOW_COPIES
 
 
 def write_store(

@@ -1,0 +1,240 @@
+"""Training data streamed from the split's Zarr training store, for studies larger than memory.
+
+Order: each epoch the store's chunks are shuffled with the training generator, grouped into windows of
+`window_chunks` chunks, and the training pairs of each window are shuffled; batches are consecutive runs of that
+order (the last partial batch dropped, as the in-memory loader does). Every draw is made when the epoch starts, in
+the calling thread, so the generator's state after an epoch (saved in the trainer's checkpoint) fixes the next
+epoch: a job killed mid-epoch resumes from its last checkpoint bit-identically. A worker thread reads, checks and
+shuffles the next window while the current one is trained on. Every chunk read is checked against the SHA-256 it
+had when the store was verified at the start (the store's checksums): a store modified during training stops the
+job with a DataError.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from lenspipe.data import Batch, TrainingData
+from lenspipe.errors import DataError
+from lenspipe.store import Store
+
+log = logging.getLogger(__name__)
+
+MIN_CHUNK_IMAGES = 32  # smaller chunks: many small reads per window (warned)
+MIN_WINDOW_BATCHES = 8  # a window of fewer batches shuffles poorly (warned)
+
+
+def verify_chunks(store: Store) -> list[str]:
+    """One pass over the images: the store's checksums verified, every chunk's SHA-256 returned, non-finite pixels
+    refused (the in-memory loader's checks, without holding the images)."""
+    path, images = store.path, store.images
+    expected = store.attrs["checksums"]
+    if hashlib.sha256(np.ascontiguousarray(store.theta).tobytes()).hexdigest() != expected["theta"]:
+        raise DataError(path, "theta does not match its checksum (damaged or missing chunk)")
+    step = int(images.chunks[0])
+    whole, digests, bad = hashlib.sha256(), [], 0
+    for start in range(0, images.shape[0], step):
+        block = np.ascontiguousarray(store.load_images(slice(start, start + step)))
+        whole.update(block)
+        digests.append(hashlib.sha256(block).hexdigest())
+        bad += int(np.count_nonzero(~np.isfinite(block).all(axis=(1, 2, 3))))
+    if whole.hexdigest() != expected["images"]:
+        raise DataError(path, "images do not match their checksum (damaged or missing chunk)")
+    if bad:
+        raise DataError(path, f"{bad} images contain NaN or inf pixels")
+    return digests
+
+
+class StreamingTrainingData(TrainingData):
+    """Training pairs read from the store window by window (module docstring); theta (small) is in memory."""
+
+    def __init__(
+        self,
+        store: Store,
+        chunk_digests: Sequence[str],
+        theta: np.ndarray,
+        train_index: np.ndarray,
+        validation_index: np.ndarray,
+        parameter_names: Sequence[str],
+        window_chunks: int,
+    ) -> None:
+        self.store, self.digests = store, list(chunk_digests)
+        self.chunk = int(store.images.chunks[0])
+        self.theta = torch.from_numpy(np.ascontiguousarray(theta, dtype=np.float32))
+        self.train_index = np.asarray(train_index, dtype=np.int64)
+        self.validation_index = np.asarray(validation_index, dtype=np.int64)
+        self.n_train, self.n_validation = len(self.train_index), len(self.validation_index)
+        self.image_shape = tuple(int(s) for s in store.images.shape[1:])
+        self.parameter_names = tuple(parameter_names)
+        self.window_chunks = int(window_chunks)
+        self.device = torch.device("cpu")
+        n_chunks = len(self.digests)
+        bounds = np.searchsorted(self.train_index, np.arange(n_chunks + 1) * self.chunk)
+        self.chunk_rows = [self.train_index[bounds[c] : bounds[c + 1]] for c in range(n_chunks)]
+        self._warn_chunking()
+
+    def _warn_chunking(self) -> None:
+        """Chunks the loader reads slowly or shuffles poorly are warned about, not refused."""
+        chunks = tuple(self.store.images.chunks)
+        if chunks[1:] != self.image_shape:
+            log.warning(
+                "%s: images chunked %s split each image over several chunks; the streaming loader reads whole "
+                "chunks and will be slow (re-run the split to write chunks of whole images)",
+                self.store.path,
+                chunks,
+            )
+        elif self.chunk < MIN_CHUNK_IMAGES:
+            log.warning(
+                "%s: chunks of %d images are small for streaming (many small reads; the split writes 256)",
+                self.store.path,
+                self.chunk,
+            )
+        if self.window_chunks * self.chunk < MIN_WINDOW_BATCHES * 256:
+            log.warning(
+                "%s: a shuffle window of %d chunks (%d images) mixes few pairs per batch; a larger "
+                "training.memory_budget_mb shuffles better",
+                self.store.path,
+                self.window_chunks,
+                self.window_chunks * self.chunk,
+            )
+
+    def to(self, device: torch.device) -> StreamingTrainingData:
+        """Serve batches on `device` (each batch copied there when served)."""
+        moved = copy.copy(self)
+        moved.device = torch.device(device)
+        return moved
+
+    def select_parameters(self, names: Sequence[str]) -> StreamingTrainingData:
+        """The same pairs with theta restricted to the columns `names`."""
+        columns = [self.parameter_names.index(n) for n in names]
+        out = copy.copy(self)
+        out.theta, out.parameter_names = self.theta[:, columns].contiguous(), tuple(names)
+        return out
+
+    def read_chunk(self, c: int) -> np.ndarray:
+        """Chunk `c`'s images, checked against the SHA-256 recorded when training started."""
+        block = np.ascontiguousarray(self.store.load_images(slice(c * self.chunk, (c + 1) * self.chunk)))
+        if hashlib.sha256(block).hexdigest() != self.digests[c]:
+            raise DataError(
+                self.store.path,
+                f"images chunk {c} changed since training started (the store was modified during training; "
+                "re-run the split, then the training)",
+            )
+        return block
+
+    def epoch_plan(self, generator: torch.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per window: its chunks and the permutation of its training rows; all drawn from `generator` now."""
+        order = torch.randperm(len(self.digests), generator=generator).numpy()
+        plan = []
+        for w in range(0, len(order), self.window_chunks):
+            chunks = order[w : w + self.window_chunks]
+            n_rows = sum(len(self.chunk_rows[c]) for c in chunks)
+            plan.append((chunks, torch.randperm(n_rows, generator=generator).numpy()))
+        return plan
+
+    def load_window(self, chunks: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(global rows, images) of one window's training pairs in their shuffled order (a worker thread)."""
+        rows = np.concatenate([self.chunk_rows[c] for c in chunks])
+        images = np.empty((len(rows), *self.image_shape), dtype=np.float32)
+        at = 0
+        for c in chunks:
+            local = self.chunk_rows[c] - c * self.chunk
+            if len(local):
+                images[at : at + len(local)] = self.read_chunk(int(c))[local]
+                at += len(local)
+        return rows[perm], images[perm]
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        batch_size = min(batch_size, self.n_train)
+        return self._serve(self.epoch_plan(generator), batch_size)
+
+    def _serve(self, plan: list[tuple[np.ndarray, np.ndarray]], batch_size: int) -> Iterator[Batch]:
+        """Batches of `plan`'s order; the next window is read on a worker thread while one is served."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix="lenspipe-stream")
+        futures: dict[int, Future] = {}
+
+        def submit(w: int) -> None:
+            if w < len(plan):
+                futures[w] = executor.submit(self.load_window, *plan[w])
+
+        try:
+            submit(0)
+            submit(1)
+            window, (rows, images), offset = 0, futures.pop(0).result(), 0
+            for _ in range(self.n_train // batch_size):
+                need, parts_rows, parts = batch_size, [], []
+                while need:
+                    if offset == len(rows):
+                        window += 1
+                        (rows, images), offset = futures.pop(window).result(), 0
+                        submit(window + 1)
+                        continue
+                    take = min(need, len(rows) - offset)
+                    parts_rows.append(rows[offset : offset + take])
+                    parts.append(images[offset : offset + take])
+                    offset, need = offset + take, need - take
+                idx = parts_rows[0] if len(parts_rows) == 1 else np.concatenate(parts_rows)
+                x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                yield self._batch(idx, x)
+        finally:
+            for future in futures.values():
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _batch(self, rows: np.ndarray, images: np.ndarray) -> Batch:
+        theta = self.theta.index_select(0, torch.from_numpy(rows))
+        return theta.to(self.device), torch.from_numpy(images).to(self.device)
+
+    def ordered_images(self, index: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, images) of the sorted rows `index` in batches of `batch_size`, chunks read ahead on a thread."""
+        needed = iter(np.unique(index // self.chunk).tolist())
+        executor = ThreadPoolExecutor(1, thread_name_prefix="lenspipe-stream")
+        futures: dict[int, Future] = {}
+
+        def top_up() -> None:
+            while len(futures) < 2:
+                c = next(needed, None)
+                if c is None:
+                    return
+                futures[c] = executor.submit(self.read_chunk, c)
+
+        try:
+            loaded: dict[int, np.ndarray] = {}
+            for start in range(0, len(index), batch_size):
+                idx = index[start : start + batch_size]
+                owner = idx // self.chunk
+                parts = []
+                for c in np.unique(owner).tolist():
+                    if c not in loaded:
+                        top_up()
+                        loaded[c] = futures.pop(c).result()
+                    parts.append(loaded[c][idx[owner == c] - c * self.chunk])
+                for c in [c for c in loaded if c < owner[-1]]:
+                    del loaded[c]
+                top_up()
+                yield idx, parts[0] if len(parts) == 1 else np.concatenate(parts)
+        finally:
+            for future in futures.values():
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def validation_batches(self, batch_size: int) -> Iterator[Batch]:
+        for rows, images in self.ordered_images(self.validation_index, batch_size):
+            yield self._batch(rows, images)
+
+    def reference(self, max_pairs: int = 4096) -> Batch:
+        idx = self.train_index[:max_pairs]
+        rows, images = next(self.ordered_images(idx, len(idx)))
+        return self.theta[torch.from_numpy(rows)], torch.from_numpy(images)
+
+    def image_batches(self, part: str, batch_size: int = 256) -> Iterator[torch.Tensor]:
+        index = self.train_index if part == "train" else self.validation_index
+        for _, images in self.ordered_images(index, batch_size):
+            yield torch.from_numpy(images)
