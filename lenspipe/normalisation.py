@@ -19,7 +19,7 @@ from lenspipe import atomic
 from lenspipe.errors import DataError
 
 # One band's training pixels in float64 up to this size are reduced exactly as the in-memory statistics (numpy's
-# pairwise sums, bit for bit; held twice while the std is computed): 10,000 64x64 images take 0.3 GB.
+# pairwise sums, bit for bit): 10,000 64x64 images take 0.3 GB.
 EXACT_MAX_BYTES = 2**30
 
 
@@ -45,14 +45,17 @@ class Normalisation:
 
     @classmethod
     def from_array(
-        cls, images: Any, bands: Sequence[str], max_exact_bytes: int = EXACT_MAX_BYTES
+        cls, images: Any, bands: Sequence[str], max_exact_bytes: int | None = None
     ) -> Normalisation:
         """The statistics of a Zarr (or numpy) image array read chunk by chunk, never all bands at once.
 
-        When one band's pixels fit `max_exact_bytes` in float64, each band is gathered alone and reduced as
-        `from_images` reduces it (numpy's pairwise sums: the same numbers bit for bit); a larger array is reduced in
-        two float64 passes per chunk (mean, then squared deviations), equal to ~1e-15 relative.
+        When one band's pixels fit `max_exact_bytes` (default EXACT_MAX_BYTES) in float64, each band is gathered
+        alone and reduced as `from_images` reduces it (numpy's pairwise sums, the deviations squared in place: the
+        same numbers bit for bit); a larger array is reduced in two float64 passes per chunk (mean, then squared
+        deviations), equal to ~1e-15 relative.
         """
+        max_exact_bytes = EXACT_MAX_BYTES if max_exact_bytes is None else max_exact_bytes
+        max_exact_bytes = EXACT_MAX_BYTES if max_exact_bytes is None else max_exact_bytes
         n, n_bands = int(images.shape[0]), int(images.shape[1])
         step = int(getattr(images, "chunks", (256,))[0])
         per_band = n * int(np.prod(images.shape[2:]))
@@ -66,7 +69,10 @@ class Normalisation:
                 for start in range(0, n, step):
                     block = np.asarray(images[start : start + step])[:, b]
                     flat[start * pixels : start * pixels + block.size] = block.ravel()
-                mean[b], std[b] = flat.mean(), flat.std()
+                mean[b] = flat.mean()
+                np.subtract(flat, np.add.reduce(flat) / per_band, out=flat)  # as numpy's std, without a copy
+                np.multiply(flat, flat, out=flat)
+                std[b] = np.sqrt(np.add.reduce(flat) / per_band)
                 del flat
         else:
             total = np.zeros(n_bands)
