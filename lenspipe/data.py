@@ -179,8 +179,10 @@ def load_training_data(
         from lenspipe import stream
 
         budget = memory_budget_mb if memory_budget_mb is not None else DEFAULT_STREAM_BUDGET_MB
-        window = window_chunks(budget, int(store.images.chunks[0]), n_bytes // max(shape[0], 1))
-        digests = stream.verify_chunks(store)
+        image_bytes = n_bytes // max(shape[0], 1)
+        window_chunks(
+            budget, int(store.images.chunks[0]), image_bytes
+        )  # the budget holds one window at least
     else:
         from lenspipe.store import verify_store
 
@@ -199,16 +201,23 @@ def load_training_data(
         )
     train_idx, val_idx = split_indices(len(theta), validation_fraction, seed)
     if kind == "stream":
+        # The validation pairs stay in memory if they take at most half the budget; the windows get the rest.
+        val_bytes = len(val_idx) * image_bytes
+        keep = val_bytes <= budget * 2**20 / 2
+        verified = stream.verify_chunks(store, val_idx if keep else None)
+        window = window_chunks(budget, int(store.images.chunks[0]), image_bytes, val_bytes if keep else 0)
         log.info(
-            "%s: streaming %.2f GB of images (memory budget %d MB: shuffle windows of %d chunks of %d images)",
+            "%s: streaming %.2f GB of images (memory budget %d MB: shuffle windows of %d chunks of %d images, "
+            "validation pairs %s)",
             path,
             n_bytes / 1e9,
             budget,
             window,
             store.images.chunks[0],
+            "in memory" if keep else "streamed",
         )
         return stream.StreamingTrainingData(
-            store, digests, theta, train_idx, val_idx, parameter_names, window
+            store, verified, theta, train_idx, val_idx, parameter_names, window
         )
     return InMemoryTrainingData(
         torch.from_numpy(theta),

@@ -48,20 +48,21 @@ EXTRA_CHUNKS = 2
 WINDOW_COPIES = 3
 
 
-def window_chunks(budget_mb: int, chunk_images: int, image_bytes: int) -> int:
-    """Chunks per shuffle window of the streaming loader (lenspipe.stream) that fit `budget_mb`; a budget below
-    one window of one chunk is a ConfigError naming the key."""
+def window_chunks(budget_mb: int, chunk_images: int, image_bytes: int, reserved_bytes: int = 0) -> int:
+    """Chunks per shuffle window of the streaming loader (lenspipe.stream) that fit `budget_mb` less
+    `reserved_bytes` (validation pairs kept in memory); a budget below one window of one chunk is a ConfigError
+    naming the key."""
     chunk_bytes = chunk_images * image_bytes
-    chunks = int(budget_mb) * 2**20 // chunk_bytes
+    chunks = (int(budget_mb) * 2**20 - reserved_bytes) // chunk_bytes
     if chunks < WINDOW_COPIES + EXTRA_CHUNKS:
-        need = math.ceil((WINDOW_COPIES + EXTRA_CHUNKS) * chunk_bytes / 2**20)
+        need = math.ceil(((WINDOW_COPIES + EXTRA_CHUNKS) * chunk_bytes + reserved_bytes) / 2**20)
         raise ConfigError(
             "training.memory_budget_mb",
             f"at least {need} MB for the streaming loader ({WINDOW_COPIES + EXTRA_CHUNKS} chunks of "
             f"{chunk_images} images of {image_bytes / 1e3:.0f} kB: a window served, the next read and shuffled)",
             budget_mb,
         )
-    return (chunks - EXTRA_CHUNKS) // WINDOW_COPIES
+    return int(chunks - EXTRA_CHUNKS) // WINDOW_COPIES
 
 
 def write_store(

@@ -5,9 +5,12 @@ Order: each epoch the store's chunks are shuffled with the training generator, g
 order (the last partial batch dropped, as the in-memory loader does). Every draw is made when the epoch starts, in
 the calling thread, so the generator's state after an epoch (saved in the trainer's checkpoint) fixes the next
 epoch: a job killed mid-epoch resumes from its last checkpoint bit-identically. A worker thread reads, checks and
-shuffles the next window while the current one is trained on. Every chunk read is checked against the SHA-256 it
-had when the store was verified at the start (the store's checksums): a store modified during training stops the
-job with a DataError.
+shuffles the next window while the current one is trained on. The validation pairs stay in memory when they take
+at most half the budget (read once, at the start), else they are streamed in order each epoch.
+
+A store modified during training stops the job with a DataError: every chunk's SHA-256 is recorded when the store
+is verified against its checksums at the start, with its file's identity (inode, size, modification time); a chunk
+whose file changed since is hashed again when read and must match. (Hashing every read would cost 0.3 s per GB.)
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import hashlib
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,25 +36,59 @@ MIN_CHUNK_IMAGES = 32  # smaller chunks: many small reads per window (warned)
 MIN_WINDOW_BATCHES = 8  # a window of fewer batches shuffles poorly (warned)
 
 
-def verify_chunks(store: Store) -> list[str]:
-    """One pass over the images: the store's checksums verified, every chunk's SHA-256 returned, non-finite pixels
-    refused (the in-memory loader's checks, without holding the images)."""
+@dataclass
+class VerifiedStore:
+    """What the start-of-training pass learnt: each chunk's SHA-256 and file identity, the validation images
+    (None: streamed)."""
+
+    digests: list[str]
+    signatures: list[tuple[int, int, int] | None]
+    validation: np.ndarray | None
+
+
+def chunk_file(store: Store, c: int) -> Path:
+    """The file of image chunk `c` (a local Zarr v3 store)."""
+    return store.path / "images" / store.images.metadata.encode_chunk_key((c, 0, 0, 0))
+
+
+def signature(path: Path) -> tuple[int, int, int] | None:
+    """A file's identity: inode, size, modification time (None: missing)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def verify_chunks(store: Store, validation_index: np.ndarray | None = None) -> VerifiedStore:
+    """One pass over the images: the store's checksums verified, every chunk's SHA-256 and file identity recorded,
+    non-finite pixels refused (the in-memory loader's checks, without holding the images), and the images of the
+    sorted rows `validation_index` kept if given."""
     path, images = store.path, store.images
     expected = store.attrs["checksums"]
     if hashlib.sha256(np.ascontiguousarray(store.theta).tobytes()).hexdigest() != expected["theta"]:
         raise DataError(path, "theta does not match its checksum (damaged or missing chunk)")
     step = int(images.chunks[0])
-    whole, digests, bad = hashlib.sha256(), [], 0
-    for start in range(0, images.shape[0], step):
+    whole, digests, signatures, bad = hashlib.sha256(), [], [], 0
+    kept = (
+        None if validation_index is None else np.empty((len(validation_index), *images.shape[1:]), np.float32)
+    )
+    at = 0
+    for c, start in enumerate(range(0, images.shape[0], step)):
+        signatures.append(signature(chunk_file(store, c)))
         block = np.ascontiguousarray(store.load_images(slice(start, start + step)))
         whole.update(block)
         digests.append(hashlib.sha256(block).hexdigest())
         bad += int(np.count_nonzero(~np.isfinite(block).all(axis=(1, 2, 3))))
+        if kept is not None:
+            rows = validation_index[(validation_index >= start) & (validation_index < start + step)] - start
+            kept[at : at + len(rows)] = block[rows]
+            at += len(rows)
     if whole.hexdigest() != expected["images"]:
         raise DataError(path, "images do not match their checksum (damaged or missing chunk)")
     if bad:
         raise DataError(path, f"{bad} images contain NaN or inf pixels")
-    return digests
+    return VerifiedStore(digests, signatures, kept)
 
 
 class StreamingTrainingData(TrainingData):
@@ -58,14 +97,15 @@ class StreamingTrainingData(TrainingData):
     def __init__(
         self,
         store: Store,
-        chunk_digests: Sequence[str],
+        verified: VerifiedStore,
         theta: np.ndarray,
         train_index: np.ndarray,
         validation_index: np.ndarray,
         parameter_names: Sequence[str],
         window_chunks: int,
     ) -> None:
-        self.store, self.digests = store, list(chunk_digests)
+        self.store, self.digests, self.signatures = store, verified.digests, verified.signatures
+        self.validation = verified.validation
         self.chunk = int(store.images.chunks[0])
         self.theta = torch.from_numpy(np.ascontiguousarray(theta, dtype=np.float32))
         self.train_index = np.asarray(train_index, dtype=np.int64)
@@ -119,9 +159,11 @@ class StreamingTrainingData(TrainingData):
         return out
 
     def read_chunk(self, c: int) -> np.ndarray:
-        """Chunk `c`'s images, checked against the SHA-256 recorded when training started."""
+        """Chunk `c`'s images; hashed and checked against the SHA-256 recorded when training started if its file
+        changed since."""
+        changed = signature(chunk_file(self.store, c)) != self.signatures[c]
         block = np.ascontiguousarray(self.store.load_images(slice(c * self.chunk, (c + 1) * self.chunk)))
-        if hashlib.sha256(block).hexdigest() != self.digests[c]:
+        if changed and hashlib.sha256(block).hexdigest() != self.digests[c]:
             raise DataError(
                 self.store.path,
                 f"images chunk {c} changed since training started (the store was modified during training; "
@@ -140,16 +182,19 @@ class StreamingTrainingData(TrainingData):
         return plan
 
     def load_window(self, chunks: np.ndarray, perm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(global rows, images) of one window's training pairs in their shuffled order (a worker thread)."""
+        """(global rows, images) of one window's training pairs in their shuffled order (a worker thread): each
+        chunk's pairs are copied once, straight to their shuffled places."""
         rows = np.concatenate([self.chunk_rows[c] for c in chunks])
+        place = np.empty_like(perm)
+        place[perm] = np.arange(len(perm))  # pair i of the window is served at place[i]
         images = np.empty((len(rows), *self.image_shape), dtype=np.float32)
         at = 0
         for c in chunks:
             local = self.chunk_rows[c] - c * self.chunk
             if len(local):
-                images[at : at + len(local)] = self.read_chunk(int(c))[local]
+                images[place[at : at + len(local)]] = self.read_chunk(int(c))[local]
                 at += len(local)
-        return rows[perm], images[perm]
+        return rows[perm], images
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         batch_size = min(batch_size, self.n_train)
@@ -226,8 +271,17 @@ class StreamingTrainingData(TrainingData):
             executor.shutdown(wait=True, cancel_futures=True)
 
     def validation_batches(self, batch_size: int) -> Iterator[Batch]:
-        for rows, images in self.ordered_images(self.validation_index, batch_size):
+        for rows, images in self._validation(batch_size):
             yield self._batch(rows, images)
+
+    def _validation(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(rows, images) of the validation pairs in order: from memory if kept, else read chunk by chunk."""
+        if self.validation is None:
+            yield from self.ordered_images(self.validation_index, batch_size)
+            return
+        for start in range(0, self.n_validation, batch_size):
+            stop = start + batch_size
+            yield self.validation_index[start:stop], self.validation[start:stop]
 
     def reference(self, max_pairs: int = 4096) -> Batch:
         idx = self.train_index[:max_pairs]
@@ -235,6 +289,10 @@ class StreamingTrainingData(TrainingData):
         return self.theta[torch.from_numpy(rows)], torch.from_numpy(images)
 
     def image_batches(self, part: str, batch_size: int = 256) -> Iterator[torch.Tensor]:
-        index = self.train_index if part == "train" else self.validation_index
-        for _, images in self.ordered_images(index, batch_size):
+        batches = (
+            self.ordered_images(self.train_index, batch_size)
+            if part == "train"
+            else self._validation(batch_size)
+        )
+        for _, images in batches:
             yield torch.from_numpy(images)

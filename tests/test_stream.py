@@ -31,10 +31,11 @@ def make_store(path: Path, n: int = 100, chunk: int = 8, seed: int = 0) -> tuple
     return images, theta
 
 
-def streaming(path: Path, window: int = 2, validation_fraction: float = 0.2) -> StreamingTrainingData:
+def streaming(path: Path, window: int = 2, keep_validation: bool = False) -> StreamingTrainingData:
     store = open_store(path, verify=False)
-    train, val = split_indices(len(store), validation_fraction, seed=5)
-    return StreamingTrainingData(store, verify_chunks(store), store.theta, train, val, NAMES, window)
+    train, val = split_indices(len(store), 0.2, seed=5)
+    verified = verify_chunks(store, val if keep_validation else None)
+    return StreamingTrainingData(store, verified, store.theta, train, val, NAMES, window)
 
 
 def in_memory(path: Path, validation_fraction: float = 0.2) -> InMemoryTrainingData:
@@ -63,8 +64,10 @@ def test_each_training_pair_once_per_epoch_images_with_their_theta(tmp_path: Pat
     assert all(torch.equal(t[:, 0], x[:, 0, 0, 0]) for t, x in batches)  # images stay with their theta
     partial = torch.cat([t[:, 0] for t, _ in epoch(data, 7, seed=1)]).numpy()
     assert len(partial) == 77 and len(set(partial)) == 77  # the last partial batch dropped, as in memory
-    val = torch.cat([t[:, 0] for t, _ in data.validation_batches(6)]).numpy()
-    assert list(val) == list(data.validation_index)
+    for kept in (False, True):
+        val = list(streaming(tmp_path / "s.zarr", keep_validation=kept).validation_batches(6))
+        assert list(torch.cat([t[:, 0] for t, _ in val]).numpy()) == list(data.validation_index)
+        assert all(torch.equal(t[:, 0], x[:, 0, 0, 0]) for t, x in val)
 
 
 def test_seeded_order_differs_from_in_memory_only_in_order(tmp_path: Path) -> None:
@@ -84,9 +87,11 @@ def test_seeded_order_differs_from_in_memory_only_in_order(tmp_path: Path) -> No
     assert spread[0] == pytest.approx(spread[1], rel=0.5)
     ref_s, ref_m = stream.reference(30), memory.reference(30)
     assert torch.equal(ref_s[0], ref_m[0]) and torch.equal(ref_s[1], ref_m[1])
+    kept = streaming(tmp_path / "s.zarr", keep_validation=True)
     for part in ("train", "validation"):
-        got = torch.cat(list(stream.image_batches(part, 16)))
-        assert torch.equal(got, torch.cat(list(memory.image_batches(part, 16))))
+        want = torch.cat(list(memory.image_batches(part, 16)))
+        assert torch.equal(torch.cat(list(stream.image_batches(part, 16))), want)
+        assert torch.equal(torch.cat(list(kept.image_batches(part, 16))), want)
 
 
 def test_interrupted_epoch_resumes_bit_identically(tmp_path: Path) -> None:
@@ -126,7 +131,9 @@ def test_memory_budget_chooses_the_loader(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="training.memory_budget_mb: expected at least"):
         load_training_data(*args, memory_budget_mb=small)
     data = load_training_data(*args, loader="stream", memory_budget_mb=1)
-    assert isinstance(data, StreamingTrainingData) and data.window_chunks == (2**20 // (16 * 128) - 2) // 3
+    # 60 validation pairs (7.5 kB) kept in memory; the windows get the rest of the budget
+    assert isinstance(data, StreamingTrainingData) and data.validation is not None
+    assert data.window_chunks == ((2**20 - 60 * 128) // (16 * 128) - 2) // 3
     memory = load_training_data(*args)
     assert sorted(torch.cat([t[:, 0] for t, _ in epoch(data, 20, 1)]).tolist()) == sorted(
         torch.cat([t[:, 0] for t, _ in epoch(memory, 20, 1)]).tolist()
