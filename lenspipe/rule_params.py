@@ -57,13 +57,15 @@ def simulate_params(config: Mapping[str, Any], shard: str | int) -> dict[str, An
 
 
 def split_mem_mb(config: Mapping[str, Any]) -> int:
-    """Memory of the split job in MB (lenspipe.split): a shard's images twice, one band of the training images
-    twice in float64 for the exact statistics (at most 2 GiB: larger is reduced chunk by chunk), plus headroom."""
+    """Memory of the split job in MB (lenspipe.split): a shard's images twice, and for the statistics one band of
+    the training images in float64 (exact, up to 1 GiB: lenspipe.normalisation.EXACT_MAX_BYTES) or two float64
+    chunks, plus headroom."""
     sim = config["simulation"]
     pixels = sim["num_pix"] ** 2
     shard = shard_size(config, 0) * 4 * len(sim["bands"]) * pixels
-    band = min(2 * 8 * sim["n_images"] * pixels, 2 * 2**30)
-    return int((2 * shard + band) / 2**20) + 1024
+    band = 8 * sim["n_images"] * pixels
+    stats = band if band <= 2**30 else 2 * 8 * 256 * len(sim["bands"]) * pixels
+    return int((2 * shard + stats) / 2**20) + 1024
 
 
 def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]:

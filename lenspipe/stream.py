@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from lenspipe.store import Store
 log = logging.getLogger(__name__)
 
 MIN_CHUNK_IMAGES = 32  # smaller chunks: many small reads per window (warned)
-MIN_WINDOW_BATCHES = 8  # a window of fewer batches shuffles poorly (warned)
+MIN_WINDOW_CHUNKS = 4  # a window of fewer chunks shuffles poorly (warned)
 
 
 @dataclass
@@ -58,6 +59,19 @@ def signature(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def uncompressed(store: Store) -> bool:
+    """Whether the images are stored as plain little-endian float32 bytes in C order (the split's layout), so a
+    chunk's file is its images."""
+    meta = store.images.metadata
+    codecs = getattr(meta, "codecs", ())
+    return (
+        len(codecs) == 1
+        and type(codecs[0]).__name__ == "BytesCodec"
+        and str(getattr(codecs[0].endian, "value", codecs[0].endian)) in ("little", "None")
+        and str(store.images.dtype) == "float32"
+    )
 
 
 def verify_chunks(store: Store, validation_index: np.ndarray | None = None) -> VerifiedStore:
@@ -118,11 +132,19 @@ class StreamingTrainingData(TrainingData):
         n_chunks = len(self.digests)
         bounds = np.searchsorted(self.train_index, np.arange(n_chunks + 1) * self.chunk)
         self.chunk_rows = [self.train_index[bounds[c] : bounds[c + 1]] for c in range(n_chunks)]
+        self.raw = uncompressed(store)
         self._warn_chunking()
 
     def _warn_chunking(self) -> None:
         """Chunks the loader reads slowly or shuffles poorly are warned about, not refused."""
         chunks = tuple(self.store.images.chunks)
+        if not self.raw:
+            log.warning(
+                "%s: images stored with codecs %s: the streaming loader decodes every chunk each epoch (zstd reads "
+                "at 0.7 GB/s, uncompressed at 3.3 GB/s); the split now writes them uncompressed",
+                self.store.path,
+                [type(codec).__name__ for codec in self.store.images.metadata.codecs],
+            )
         if chunks[1:] != self.image_shape:
             log.warning(
                 "%s: images chunked %s split each image over several chunks; the streaming loader reads whole "
@@ -136,9 +158,9 @@ class StreamingTrainingData(TrainingData):
                 self.store.path,
                 self.chunk,
             )
-        if self.window_chunks * self.chunk < MIN_WINDOW_BATCHES * 256:
+        if self.window_chunks < MIN_WINDOW_CHUNKS:
             log.warning(
-                "%s: a shuffle window of %d chunks (%d images) mixes few pairs per batch; a larger "
+                "%s: a shuffle window of %d chunks (%d images) draws each batch from few chunks; a larger "
                 "training.memory_budget_mb shuffles better",
                 self.store.path,
                 self.window_chunks,
@@ -160,15 +182,33 @@ class StreamingTrainingData(TrainingData):
 
     def read_chunk(self, c: int) -> np.ndarray:
         """Chunk `c`'s images; hashed and checked against the SHA-256 recorded when training started if its file
-        changed since."""
-        changed = signature(chunk_file(self.store, c)) != self.signatures[c]
-        block = np.ascontiguousarray(self.store.load_images(slice(c * self.chunk, (c + 1) * self.chunk)))
-        if changed and hashlib.sha256(block).hexdigest() != self.digests[c]:
+        changed since. An uncompressed chunk is read straight from its file (5x faster than through Zarr here)."""
+        path = chunk_file(self.store, c)
+        changed = signature(path) != self.signatures[c]
+        rows = min(self.chunk, len(self.theta) - c * self.chunk)
+        block = self._read_raw(path) if self.raw else None
+        if block is None:
+            block = np.ascontiguousarray(self.store.load_images(slice(c * self.chunk, (c + 1) * self.chunk)))
+        if changed and hashlib.sha256(block[:rows]).hexdigest() != self.digests[c]:
             raise DataError(
                 self.store.path,
                 f"images chunk {c} changed since training started (the store was modified during training; "
                 "re-run the split, then the training)",
             )
+        return block
+
+    def _read_raw(self, path: Path) -> np.ndarray | None:
+        """A whole uncompressed chunk from its file (padding rows included), or None if the file is not one."""
+        block = np.empty((self.chunk, *self.image_shape), dtype=np.float32)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if (
+                    os.fstat(f.fileno()).st_size != block.nbytes
+                    or f.readinto(memoryview(block).cast("B")) != block.nbytes
+                ):
+                    return None
+        except OSError:
+            return None
         return block
 
     def epoch_plan(self, generator: torch.Generator) -> list[tuple[np.ndarray, np.ndarray]]:

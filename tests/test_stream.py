@@ -10,6 +10,7 @@ import pytest
 import torch
 import zarr
 
+from lenspipe import store as store_module
 from lenspipe.config import check_config
 from lenspipe.data import InMemoryTrainingData, choose_loader, load_training_data, split_indices
 from lenspipe.errors import ConfigError, DataError
@@ -152,12 +153,24 @@ def test_too_small_budget_is_a_config_error(tiny_config: dict) -> None:
     check_config(tiny_config)
 
 
-def test_store_chunked_for_slow_streaming_is_warned(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    make_store(tmp_path / "s.zarr", chunk=4)
+def test_store_chunked_for_slow_streaming_is_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_store(tmp_path / "small.zarr", chunk=4)
     with caplog.at_level(logging.WARNING):
-        data = streaming(tmp_path / "s.zarr")
+        data = streaming(tmp_path / "small.zarr")
     assert "chunks of 4 images are small for streaming" in caplog.text
     assert len(epoch(data, 10, 1)) == 8  # warned, not refused
+    # A compressed store (as the split wrote before) is read through Zarr: warned, the same batches.
+    monkeypatch.setattr(store_module, "image_codecs", store_module.zarr_codecs)
+    make_store(tmp_path / "zstd.zarr")
+    monkeypatch.undo()
+    make_store(tmp_path / "raw.zarr")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        zstd, raw = streaming(tmp_path / "zstd.zarr"), streaming(tmp_path / "raw.zarr")
+    assert "ZstdCodec" in caplog.text and "decodes every chunk" in caplog.text and raw.raw and not zstd.raw
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(epoch(zstd, 10, 1), epoch(raw, 10, 1), strict=True))
 
 
 def test_store_modified_during_training_stops_the_job(tmp_path: Path) -> None:
