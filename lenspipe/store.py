@@ -42,10 +42,10 @@ def image_codecs() -> dict[str, Any]:
     return {"compressors": None}
 
 
-# Chunk-sized buffers the loader needs beyond its windows: the chunk being read and one batch.
-EXTRA_CHUNKS = 2
-# Windows held at once, each counted twice while it is shuffled: the one served, the next one read.
-WINDOW_COPIES = 3
+# Chunk-sized buffers the streaming loader needs beyond its windows: a batch, or a chunk read through Zarr.
+EXTRA_CHUNKS = 1
+# Windows the streaming loader holds at once: the one served and the next one being read.
+WINDOW_COPIES = 2
 
 
 def window_chunks(budget_mb: int, chunk_images: int, image_bytes: int, reserved_bytes: int = 0) -> int:
@@ -59,7 +59,7 @@ def window_chunks(budget_mb: int, chunk_images: int, image_bytes: int, reserved_
         raise ConfigError(
             "training.memory_budget_mb",
             f"at least {need} MB for the streaming loader ({WINDOW_COPIES + EXTRA_CHUNKS} chunks of "
-            f"{chunk_images} images of {image_bytes / 1e3:.0f} kB: a window served, the next read and shuffled)",
+            f"{chunk_images} images of {image_bytes / 1e3:.0f} kB: a window served, the next being read, a batch)",
             budget_mb,
         )
     return int(chunks - EXTRA_CHUNKS) // WINDOW_COPIES

@@ -134,7 +134,7 @@ def test_memory_budget_chooses_the_loader(tmp_path: Path) -> None:
     data = load_training_data(*args, loader="stream", memory_budget_mb=1)
     # 60 validation pairs (7.5 kB) kept in memory; the windows get the rest of the budget
     assert isinstance(data, StreamingTrainingData) and data.validation is not None
-    assert data.window_chunks == ((2**20 - 60 * 128) // (16 * 128) - 2) // 3
+    assert data.window_chunks == ((2**20 - 60 * 128) // (16 * 128) - 1) // 2
     memory = load_training_data(*args)
     assert sorted(torch.cat([t[:, 0] for t, _ in epoch(data, 20, 1)]).tolist()) == sorted(
         torch.cat([t[:, 0] for t, _ in epoch(memory, 20, 1)]).tolist()
@@ -143,9 +143,9 @@ def test_memory_budget_chooses_the_loader(tmp_path: Path) -> None:
 
 def test_too_small_budget_is_a_config_error(tiny_config: dict) -> None:
     image_bytes = 3 * 64 * 64 * 4
-    assert window_chunks(63, 256, image_bytes) == 1
-    with pytest.raises(ConfigError, match="training.memory_budget_mb: expected at least 60 MB"):
-        window_chunks(50, 256, image_bytes)
+    assert window_chunks(36, 256, image_bytes) == 1 and window_chunks(1024, 256, image_bytes) == 42
+    with pytest.raises(ConfigError, match="training.memory_budget_mb: expected at least 36 MB"):
+        window_chunks(35, 256, image_bytes)
     tiny_config["training"]["memory_budget_mb"] = 1
     with pytest.raises(ConfigError, match="training.memory_budget_mb"):
         check_config(tiny_config)
