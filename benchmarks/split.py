@@ -48,7 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", nargs="*", default=sorted(glob.glob(f"{SURVEY}/simulate/shard_*.zarr")))
     parser.add_argument("--config", default=str(REPO / "config" / "survey.yaml"))
-    parser.add_argument("--reference", default=f"{SURVEY}/split", help="a split of the same shards to compare")
+    parser.add_argument(
+        "--reference", default=f"{SURVEY}/split", help="a split of the same shards to compare"
+    )
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.out:
@@ -60,7 +62,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-split-"))
     try:
         cmd = [sys.executable, __file__, "--out", str(tmp), "--config", args.config, "--shards", *args.shards]
-        got = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        got = json.loads(
+            subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+        )
         print(f"{len(args.shards)} shards, {images / 2**30:.2f} GiB of images (float32)")
         print(
             f"split: {got['seconds']:.1f} s, peak RSS {got['rss'] / 2**30:.2f} GiB, "
