@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,14 @@ def main() -> None:
     parser.add_argument("--no-cluster", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="plan-"))
+    try:
+        run(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Write the config and profile into `tmp`, time the two dry runs, print the figures."""
     config = yaml.safe_load((REPO / "config" / "survey.yaml").read_text())
     config["run"] = "plan_benchmark"
     config["simulation"].update({"n_images": args.images, "n_shards": args.shards})
