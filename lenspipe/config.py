@@ -215,8 +215,14 @@ def check_semantics(config: Mapping[str, Any]) -> None:
 
 def check_training(config: Mapping[str, Any]) -> None:
     """The optional training settings: each only with what it applies to; augmentation and a derived theta_E
-    only where they are exact (lenspipe.augment.check_config; theta_E needs sigma_v, z_l, z_s inferred)."""
+    only where they are exact (lenspipe.augment.check_config; theta_E needs sigma_v, z_l, z_s inferred); a memory
+    budget that holds the streaming loader's smallest window of the split's chunks."""
     training = config["training"]
+    if "memory_budget_mb" in training and training.get("loader", "auto") != "memory":
+        from lenspipe.store import CHUNK_IMAGES, window_chunks
+
+        sim = config["simulation"]
+        window_chunks(training["memory_budget_mb"], CHUNK_IMAGES, 4 * len(sim["bands"]) * sim["num_pix"] ** 2)
     schedule = training.get("schedule", "none")
     for key in ("lr_decay", "lr_patience"):
         if key in training and schedule != "plateau":

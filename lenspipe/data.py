@@ -1,12 +1,15 @@
 """Training data behind a small interface: training/validation batches of (theta, raw images).
 
 `TrainingData` is what the training loop sees; `InMemoryTrainingData` loads a split's training store
-into memory (float32, one copy). A streaming Zarr loader can replace it without touching the
-estimators or the loop. `synthetic_lenses` makes cheap learnable stand-in data for tests and benchmarks.
+into memory (float32, one copy); `lenspipe.stream.StreamingTrainingData` reads it from Zarr window by window, for
+studies larger than memory. `load_training_data` chooses between them (`choose_loader`: the config's
+`training.loader`, or the training store against `training.memory_budget_mb`). `synthetic_lenses` makes cheap
+learnable stand-in data for tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -18,6 +21,8 @@ from torch import Tensor
 
 from lenspipe.errors import DataError
 from lenspipe.priors import PriorBox
+
+log = logging.getLogger(__name__)
 
 Batch = tuple[Tensor, Tensor]  # (theta (b, n_params), images (b, bands, H, W))
 
@@ -41,6 +46,14 @@ class TrainingData(ABC):
     @abstractmethod
     def validation_batches(self, batch_size: int) -> Iterator[Batch]:
         """Every validation pair once, in a fixed order."""
+
+    @abstractmethod
+    def image_batches(self, part: str, batch_size: int = 256) -> Iterator[Tensor]:
+        """The raw images of the `part` ("train" or "validation") pairs in a fixed order, for their embeddings."""
+
+    @abstractmethod
+    def select_parameters(self, names: Sequence[str]) -> TrainingData:
+        """The same pairs with theta restricted to the columns `names` (e.g. without a derived theta_E)."""
 
     def to(self, device: torch.device) -> TrainingData:
         """Serve batches on `device` (default: no-op)."""
@@ -105,6 +118,26 @@ class InMemoryTrainingData(TrainingData):
             idx = self.validation_index[start : start + batch_size]
             yield self.theta.index_select(0, idx), self.images.index_select(0, idx)
 
+    def image_batches(self, part: str, batch_size: int = 256) -> Iterator[Tensor]:
+        index = (self.train_index if part == "train" else self.validation_index).cpu()
+        for start in range(0, len(index), batch_size):
+            yield self.images[index[start : start + batch_size].to(self.images.device)]
+
+
+# The loader when training.loader is absent (auto), and the budget a streaming loader gets when none is set.
+DEFAULT_LOADER = "auto"
+DEFAULT_STREAM_BUDGET_MB = 2048
+
+
+def choose_loader(loader: str, memory_budget_mb: int | None, store_bytes: int) -> str:
+    """ "memory" or "stream": `loader` if set; auto streams only a store larger than the configured budget (no
+    budget: in memory, as every study before the streaming loader)."""
+    if loader != "auto":
+        return loader
+    if memory_budget_mb is not None and store_bytes > memory_budget_mb * 2**20:
+        return "stream"
+    return "memory"
+
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation indices; the training part is int((1 - f) n), as sbi counts it."""
@@ -120,12 +153,15 @@ def load_training_data(
     box: PriorBox,
     validation_fraction: float,
     seed: int,
-) -> InMemoryTrainingData:
-    """Open the training store, check it against the config, and split off the validation pairs."""
-    from lenspipe.store import open_store
+    loader: str = DEFAULT_LOADER,
+    memory_budget_mb: int | None = None,
+) -> TrainingData:
+    """Open the training store, check it against the config, split off the validation pairs, and serve them in
+    memory or streamed from the store (`choose_loader`)."""
+    from lenspipe.store import open_store, window_chunks
 
-    store = open_store(store_path, verify=True)
     path = Path(store_path)
+    store = open_store(store_path, verify=False)
     if list(store.parameter_names) != list(parameter_names):
         raise DataError(
             path,
@@ -134,12 +170,27 @@ def load_training_data(
         )
     if store.bands and list(store.bands) != list(bands):
         raise DataError(path, f"images have bands {store.bands}, the config asks for {list(bands)}")
-    images = store.load_images()
-    if images.ndim != 4 or images.shape[1] != len(bands):
-        raise DataError(path, f"expected images (n, {len(bands)}, H, W), got shape {images.shape}")
-    bad = int(np.count_nonzero(~np.isfinite(images).all(axis=(1, 2, 3))))
-    if bad:
-        raise DataError(path, f"{bad} images contain NaN or inf pixels")
+    shape = tuple(store.images.shape)
+    if len(shape) != 4 or shape[1] != len(bands):
+        raise DataError(path, f"expected images (n, {len(bands)}, H, W), got shape {shape}")
+    n_bytes = 4 * int(np.prod(shape))
+    kind = choose_loader(loader, memory_budget_mb, n_bytes)
+    if kind == "stream":
+        from lenspipe import stream
+
+        budget = memory_budget_mb if memory_budget_mb is not None else DEFAULT_STREAM_BUDGET_MB
+        image_bytes = n_bytes // max(shape[0], 1)
+        window_chunks(
+            budget, int(store.images.chunks[0]), image_bytes
+        )  # the budget holds one window at least
+    else:
+        from lenspipe.store import verify_store
+
+        verify_store(store)
+        images = store.load_images()
+        bad = int(np.count_nonzero(~np.isfinite(images).all(axis=(1, 2, 3))))
+        if bad:
+            raise DataError(path, f"{bad} images contain NaN or inf pixels")
     theta = check_theta_in_box(store.theta, box, path)
     n_train = int((1.0 - validation_fraction) * len(theta))
     if n_train < 1 or len(theta) - n_train < 1:
@@ -149,6 +200,25 @@ def load_training_data(
             f"(validation_fraction {validation_fraction})",
         )
     train_idx, val_idx = split_indices(len(theta), validation_fraction, seed)
+    if kind == "stream":
+        # The validation pairs stay in memory if they take at most half the budget; the windows get the rest.
+        val_bytes = len(val_idx) * image_bytes
+        keep = val_bytes <= budget * 2**20 / 2
+        verified = stream.verify_chunks(store, val_idx if keep else None)
+        window = window_chunks(budget, int(store.images.chunks[0]), image_bytes, val_bytes if keep else 0)
+        log.info(
+            "%s: streaming %.2f GB of images (memory budget %d MB: shuffle windows of %d chunks of %d images, "
+            "validation pairs %s)",
+            path,
+            n_bytes / 1e9,
+            budget,
+            window,
+            store.images.chunks[0],
+            "in memory" if keep else "streamed",
+        )
+        return stream.StreamingTrainingData(
+            store, verified, theta, train_idx, val_idx, parameter_names, window
+        )
     return InMemoryTrainingData(
         torch.from_numpy(theta),
         torch.from_numpy(images),

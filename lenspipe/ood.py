@@ -8,7 +8,7 @@ images like the training set are flagged by construction; a flagged image is sti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,13 +90,25 @@ def embeddings(estimator: Any, images: Any, index: Any = None, batch_size: int =
 
     images = torch.as_tensor(images)
     index = torch.arange(len(images)) if index is None else torch.as_tensor(index).cpu()
+    return embed_batches(
+        estimator,
+        (
+            images[index[start : start + batch_size].to(images.device)]
+            for start in range(0, len(index), batch_size)
+        ),
+    )
+
+
+def embed_batches(estimator: Any, batches: Iterable[Any]) -> np.ndarray:
+    """The estimator's embeddings (n, k) of batches of raw images (a training data's `image_batches`)."""
+    import torch
+
     device = next(estimator.parameters()).device
     out = []
     was_training = estimator.training
     estimator.eval()
     with torch.no_grad():
-        for start in range(0, len(index), batch_size):
-            x = images[index[start : start + batch_size].to(images.device)].to(device)
-            out.append(estimator.embed(x).detach().cpu().numpy())
+        for x in batches:
+            out.append(estimator.embed(x.to(device)).detach().cpu().numpy())
     estimator.train(was_training)
     return np.concatenate(out).astype(np.float64) if out else np.empty((0, 0))

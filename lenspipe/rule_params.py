@@ -18,7 +18,7 @@ EXECUTION_KEYS = ("device", "gpu_fallback", "threads")
 # Optional training settings (no schema defaults) and what an absent key means. A key set to this value is left
 # out of the training params, so neither an absent key nor a spelled-out default changes a study's params (and
 # retrains it). lenspipe.trainer.TrainingSettings reads its defaults from here. `weight_decay` has no "off" value:
-# absent means Adam without decay.
+# absent means Adam without decay; nor has `memory_budget_mb`: absent means no budget (training data in memory).
 OPTIONAL_TRAINING: dict[str, Any] = {
     "schedule": "none",
     "warmup_epochs": 0,
@@ -29,6 +29,7 @@ OPTIONAL_TRAINING: dict[str, Any] = {
     "min_delta": 0.0,
     "augment": "none",
     "theta_E": "inferred",
+    "loader": "auto",
 }
 
 
@@ -56,10 +57,15 @@ def simulate_params(config: Mapping[str, Any], shard: str | int) -> dict[str, An
 
 
 def split_mem_mb(config: Mapping[str, Any]) -> int:
-    """Memory of the split job in MB: all images twice in float32, plus headroom."""
+    """Memory of the split job in MB (lenspipe.split): a shard's images twice, and for the statistics one band of
+    the training images in float64 (exact, up to 1 GiB: lenspipe.normalisation.EXACT_MAX_BYTES) or two float64
+    chunks, plus headroom."""
     sim = config["simulation"]
-    image_bytes = 4 * len(sim["bands"]) * sim["num_pix"] ** 2
-    return int(2 * sim["n_images"] * image_bytes / 2**20) + 1024
+    pixels = sim["num_pix"] ** 2
+    shard = shard_size(config, 0) * 4 * len(sim["bands"]) * pixels
+    band = 8 * sim["n_images"] * pixels
+    stats = band if band <= 2**30 else 2 * 8 * 256 * len(sim["bands"]) * pixels
+    return int((2 * shard + stats) / 2**20) + 1024
 
 
 def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]:
@@ -171,10 +177,16 @@ def train_threads(config: Mapping[str, Any]) -> int:
 
 
 def train_mem_mb(config: Mapping[str, Any]) -> int:
-    """Memory of a training job in MB: the training images in float32, the networks, headroom."""
-    sim = config["simulation"]
+    """Memory of a training job in MB: the training images in float32 (or the streaming loader's budget when it
+    streams them), the networks, headroom."""
+    sim, training = config["simulation"], config["training"]
     image_bytes = 4 * len(sim["bands"]) * sim["num_pix"] ** 2
-    return int(1.2 * sim["n_images"] * image_bytes / 2**20) + 3072
+    in_memory = int(1.2 * sim["n_images"] * image_bytes / 2**20)
+    budget = training.get("memory_budget_mb")
+    loader = training.get("loader", OPTIONAL_TRAINING["loader"])
+    if loader == "stream" or (loader == "auto" and budget is not None and in_memory > budget):
+        return int(budget if budget is not None else 2048) + 3072
+    return in_memory + 3072
 
 
 # --------------------------------------------------------------------------------------------------

@@ -211,6 +211,8 @@ def train_job(
         job.box,
         job.training.validation_fraction,
         job.validation_seed,
+        job.training.loader,
+        job.training.memory_budget_mb,
     )
     if data.image_shape != job.image_shape:
         raise DataError(
@@ -322,15 +324,15 @@ def inference_record(estimator: Any, data: Any, train_store: str | os.PathLike[s
     (survey, bands, pixel scale, noise, zero points, exposures) and the OOD reference of their embeddings
     (lenspipe.ood), fitted on the training pairs, thresholded on validation."""
     from lenspipe.flux import OBSERVING_KEY
-    from lenspipe.ood import OODReference, embeddings
+    from lenspipe.ood import OODReference, embed_batches
     from lenspipe.store import open_store
 
     attrs = open_store(train_store, verify=False).attrs
     keys = ("survey", "bands", "pixel_scale", "sky_noise", "zero_points", "exposures")
     observing = {k: attrs[k] for k in keys if k in attrs}
     observing["num_pix"] = int(data.image_shape[-1])
-    train = embeddings(estimator, data.images, data.train_index)
-    ood = OODReference.fit(train, embeddings(estimator, data.images, data.validation_index))
+    train = embed_batches(estimator, data.image_batches("train"))
+    ood = OODReference.fit(train, embed_batches(estimator, data.image_batches("validation")))
     return {OBSERVING_KEY: observing, "ood": ood.as_dict()}
 
 

@@ -63,12 +63,15 @@ class TrainingSettings:
     weight_decay: float | None = None  # AdamW's decoupled weight decay; None: Adam
     augment: str = "none"  # none | d4
     theta_E: str = "inferred"  # inferred | derived (lenspipe.train: theta_E derived from the flow's samples)
+    loader: str = "auto"  # auto | memory | stream (lenspipe.data.choose_loader)
+    memory_budget_mb: int | None = None  # the training data's memory; None: no budget (auto: in memory)
 
     @classmethod
     def from_config(cls, training: Mapping[str, Any]) -> TrainingSettings:
         """From the validated `training` section (execution keys ignored)."""
         opt = {**OPTIONAL_TRAINING, **{k: v for k, v in training.items() if k in OPTIONAL_TRAINING}}
         decay = training.get("weight_decay")
+        budget = training.get("memory_budget_mb")
         return cls(
             learning_rate=float(training["learning_rate"]),
             batch_size=int(training["batch_size"]),
@@ -85,6 +88,8 @@ class TrainingSettings:
             weight_decay=None if decay is None else float(decay),
             augment=str(opt["augment"]),
             theta_E=str(opt["theta_E"]),
+            loader=str(opt["loader"]),
+            memory_budget_mb=None if budget is None else int(budget),
         )
 
     @property

@@ -99,6 +99,7 @@ def test_training_setting_reruns_all_training(finished_run, tmp_path: Path) -> N
         {"weight_decay": 1e-4},
         {"augment": "d4"},
         {"theta_E": "derived"},
+        {"loader": "stream"},
     ],
     ids=lambda s: "+".join(s),
 )
@@ -118,6 +119,7 @@ def test_spelled_out_training_defaults_rerun_nothing(finished_run, tmp_path: Pat
         "min_delta": 0.0,
         "augment": "none",
         "theta_E": "inferred",
+        "loader": "auto",
     }
     assert _changed(finished_run, tmp_path, lambda c: c["training"].update(defaults)) == {}
 

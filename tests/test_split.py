@@ -90,8 +90,58 @@ def test_normalisation_rejects_constant_band() -> None:
 
 def test_damaged_shard_is_named_and_nothing_written(tmp_path: Path) -> None:
     shards = _shards(tmp_path, [10, 10])
-    chunk = next(p for p in (shards[1] / "images").rglob("*") if p.is_file() and p.name != "zarr.json")
+    # The first chunk: images are stored uncompressed, and the last chunk's padding past the array is not data.
+    chunk = shards[1] / "images" / "c" / "0" / "0" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-3] + b"xyz")
     with pytest.raises(DataError, match="shard_0001.zarr"):
         _run(tmp_path, shards)
     assert not (tmp_path / "out1" / "train.zarr").exists()
+
+
+@pytest.mark.parametrize("exact", [True, False], ids=["exact_statistics", "chunked_statistics"])
+def test_split_memory_is_bounded_and_values_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exact: bool
+) -> None:
+    """50 MB of shards split with a peak well under the images' size; the stores hold what the in-memory split
+    gave (the seeded permutation of the concatenated shards), the statistics equal its (bit for bit when exact)."""
+    import tracemalloc
+
+    from lenspipe import normalisation
+
+    rng = np.random.default_rng(0)
+    shards, blocks = [], []
+    for k in range(32):
+        images = rng.standard_normal((128, 3, 32, 32)).astype(np.float32) * (k + 1)
+        theta = rng.random((128, 2)).astype(np.float32)
+        shards.append(tmp_path / f"shard_{k:04d}.zarr")
+        write_store(
+            shards[-1],
+            images,
+            theta,
+            NAMES,
+            attrs={"shard": k, "bands": ["g", "r", "i"]},
+            metadata=pd.DataFrame({"OBJID": np.arange(128)}),
+        )
+        blocks.append(images)
+    everything = np.concatenate(blocks)
+    del blocks
+    if not exact:
+        monkeypatch.setattr(normalisation, "EXACT_MAX_BYTES", 0)
+    tracemalloc.start()
+    try:
+        train, test, stats, _ = _run(tmp_path, shards, seed=4, frac=0.1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    bound = 0.9 if exact else 0.4  # exact: one band of the training images in float64 (2/3 of them here)
+    assert peak < bound * everything.nbytes, f"peak {peak / 1e6:.1f} MB of {everything.nbytes / 1e6:.1f} MB"
+    order = np.random.default_rng(SplitSettings(0.1, 4).seed).permutation(len(everything))
+    n_test = len(test)
+    assert np.array_equal(train.load_images(), everything[np.sort(order[n_test:])])
+    assert np.array_equal(test.load_images(), everything[np.sort(order[:n_test])])
+    expected = Normalisation.from_images(everything[np.sort(order[n_test:])], ["g", "r", "i"]).as_dict()
+    if exact:
+        assert stats == expected
+    else:
+        assert stats["mean"] == pytest.approx(expected["mean"], rel=1e-12, abs=1e-15)
+        assert stats["std"] == pytest.approx(expected["std"], rel=1e-12)

@@ -27,7 +27,7 @@ from lenspipe.errors import ConfigError, DataError, DeviceError
 from lenspipe.normalisation import Normalisation
 from lenspipe.priors import Cosmology, PriorBox, prior_box
 from lenspipe.rule_params import train_mem_mb, training_params
-from lenspipe.store import write_store
+from lenspipe.store import CHUNK_IMAGES, write_store
 from lenspipe.train import (
     ExecutionSettings,
     TrainJob,
@@ -50,7 +50,7 @@ class Study:
     images: np.ndarray
 
 
-def make_study(root: Path, config: dict, n: int = 64, seed: int = 3) -> Study:
+def make_study(root: Path, config: dict, n: int = 64, seed: int = 3, chunk: int = CHUNK_IMAGES) -> Study:
     config = copy.deepcopy(config)
     config["simulation"]["num_pix"] = 32
     config["training"].update({"max_epochs": 2, "batch_size": 16, "threads": 1})
@@ -58,7 +58,7 @@ def make_study(root: Path, config: dict, n: int = 64, seed: int = 3) -> Study:
     box = prior_box(config["priors"], config["parameters"], Cosmology(**sim["cosmology"]))
     images, theta = synthetic_lenses(n, box, seed, bands=len(sim["bands"]), num_pix=sim["num_pix"])
     store, norm = root / "split" / "train.zarr", root / "split" / "normalisation.json"
-    write_store(store, images, theta, config["parameters"], attrs={"bands": sim["bands"]})
+    write_store(store, images, theta, config["parameters"], attrs={"bands": sim["bands"]}, chunk_size=chunk)
     Normalisation.from_images(images, sim["bands"]).write(norm)
     return Study(config, store, norm, box, images)
 
@@ -188,14 +188,20 @@ ALL_OPTIONS = {
     "weight_decay": 1e-3,
     "augment": "d4",
 }
+STREAMING = {"loader": "stream", "memory_budget_mb": 16}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [{}, ALL_OPTIONS], ids=["plain", "schedule_smoothing_adamw_d4"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, ALL_OPTIONS, STREAMING],
+    ids=["plain", "schedule_smoothing_adamw_d4", "streaming"],
+)
 def test_killed_training_resumes_from_its_checkpoint(
     tmp_path: Path, tiny_config: dict, caplog: pytest.LogCaptureFixture, options: dict
 ) -> None:
-    study = make_study(tmp_path, tiny_config, n=96)
+    # Streaming: a store of 3 chunks, so the loader shuffles chunks and reads them on its worker thread.
+    study = make_study(tmp_path, tiny_config, n=96, chunk=32 if options is STREAMING else CHUNK_IMAGES)
     config = copy.deepcopy(study.config)
     config["training"].update({"max_epochs": 6, "stop_after_epochs": 20, **options})
     cfg_file = tmp_path / "config.yaml"
@@ -269,7 +275,9 @@ def test_killed_training_resumes_from_its_checkpoint(
     assert [{k: v for k, v in r.items() if k != "seconds"} for r in rows] == [
         {k: v for k, v in r.items() if k != "seconds"} for r in straight
     ]
-    if options:
+    if options is STREAMING:
+        assert "streaming" in done.stdout
+    elif options:
         rates = [float(r["learning_rate"]) for r in rows]
         assert rates[0] == pytest.approx(2.5e-4) and rates[1] == pytest.approx(5e-4)  # warm-up, then the rate
         assert rates[-1] < rates[1]  # the plateau decayed it, across the kill
