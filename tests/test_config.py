@@ -12,7 +12,7 @@ from .conftest import REPO, copy_workflow, snakemake, write_config
 
 
 @pytest.mark.parametrize(
-    "name", ["config.yaml", "survey.yaml", "realistic.yaml", "physical.yaml", "test.yaml"]
+    "name", ["config.yaml", "survey.yaml", "realistic.yaml", "physical.yaml", "big.yaml", "test.yaml"]
 )
 def test_shipped_configs_are_valid(name: str) -> None:
     check_config(load_config(REPO / "config" / name))
@@ -450,3 +450,19 @@ def test_settings_agree_with_the_schema() -> None:
     for section, keys in read.items():
         unread = set(schema["properties"][section]["properties"]) - keys - read_elsewhere.get(section, set())
         assert not unread, f"{section}: schema keys no Settings class reads: {sorted(unread)}"
+
+
+def test_big_study_is_realistic_at_ten_times_the_size_streamed() -> None:
+    """big: the realistic study at 100,000 images in 100 shards, a few epochs, training images streamed."""
+    from lenspipe.rule_params import train_mem_mb
+
+    realistic, big = (load_config(REPO / "config" / f) for f in ("realistic.yaml", "big.yaml"))
+    assert train_mem_mb(big) <= 4096  # the job asks for 4 GB: the training images are streamed
+    assert (big["simulation"].pop("n_images"), big["simulation"].pop("n_shards")) == (100_000, 100)
+    # the budget is below the training pairs' images (81,000 x 3 x 64 x 64 float32): they must stream
+    assert big["training"].pop("memory_budget_mb") * 2**20 < 81_000 * 3 * 64 * 64 * 4
+    for cfg in (realistic, big):
+        for key in ("n_images", "n_shards"):
+            cfg["simulation"].pop(key, None)
+        cfg.pop("run"), cfg["training"].pop("max_epochs"), cfg["evaluation"].pop("num_samples")
+    assert big == realistic
