@@ -104,6 +104,28 @@ def study_of(est: Any) -> Study:
     return Study(bands, int(observing["num_pix"]), float(observing["pixel_scale"]), zero_points, ood)
 
 
+def ood_scores(est: Any, study: Study, pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """Out-of-distribution scores of the images and the threshold above which they are flagged.
+
+    One estimator: the Mahalanobis distance of its embedding from its training embeddings' (threshold from its
+    record). An ensemble: every member embeds the image differently, so each member's score is divided by its own
+    threshold and the largest ratio is the score, with threshold 1: an image is flagged if any member flags it.
+    """
+    import torch
+
+    from lenspipe.ood import embeddings
+
+    x = torch.from_numpy(pixels)
+    members = getattr(est, "members", None)
+    if not members:
+        return study.ood.score(embeddings(est.estimator, x)), float(study.ood.threshold)
+    ratios = []
+    for member in members:
+        reference = OODReference.from_dict(member.record["ood"])
+        ratios.append(reference.score(embeddings(member.estimator, x)) / reference.threshold)
+    return np.max(ratios, axis=0), 1.0
+
+
 def retrain_hint(path: Path) -> str:
     """How to retrain the estimator at `path` (its study's run name when the path shows it)."""
     match = re.search(r"results/([^/]+)/train/([^/]+)/estimator\.pt$", Path(path).as_posix())
@@ -132,7 +154,6 @@ def infer_images(
     force: bool = False,
 ) -> Any:
     """Posteriors for observed FITS images with one trained estimator; returns the summary table (pandas)."""
-    import torch
     from tqdm.auto import tqdm
 
     from lenspipe import posterior
@@ -161,10 +182,8 @@ def infer_images(
         for spec in tqdm(specs, desc="reading images", unit="image")
     ]
     pixels = np.stack([o.pixels for o in observed])
-    from lenspipe.ood import embeddings
-
-    scores = study.ood.score(embeddings(est.estimator, torch.from_numpy(pixels)))
-    flags = study.ood.flag(scores)
+    scores, threshold = ood_scores(est, study, pixels)
+    flags = scores > threshold
     for o, score, flag in zip(observed, scores, flags, strict=True):
         o.info.update(ood_score=float(score), ood_flag=bool(flag))
         if flag:
@@ -173,7 +192,7 @@ def infer_images(
                 "output",
                 o.name,
                 score,
-                study.ood.threshold,
+                threshold,
             )
 
     samples = np.empty((len(observed), settings.num_samples, len(est.parameter_names)), dtype=np.float32)
@@ -185,7 +204,7 @@ def infer_images(
     if not est.prior_box.contains(samples).all():
         raise DataError(est.path, "posterior samples outside the prior box")
     table = summary_table(
-        [o.name for o in observed], samples, est.parameter_names, scores, flags, study.ood.threshold, est.name
+        [o.name for o in observed], samples, est.parameter_names, scores, flags, threshold, est.name
     )
 
     with atomic.atomic_path(out) as tmp:
@@ -213,7 +232,7 @@ def infer_images(
                     "num_pix": study.num_pix,
                     "pixel_scale": study.pixel_scale,
                     "zero_points": study.zero_points,
-                    "ood_threshold": study.ood.threshold,
+                    "ood_threshold": threshold,
                 },
             },
             {"infer": settings.seed},

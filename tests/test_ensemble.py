@@ -230,34 +230,46 @@ def test_members_of_another_study_or_ensembles_are_refused(tmp_path: Path, pair:
 
 
 def test_infer_reads_an_ensemble(tmp_path: Path) -> None:
-    """lenspipe infer with an ensemble: its samples, and the OOD score of its first member's embedding."""
+    """lenspipe infer with an ensemble: its samples, and an OOD score that flags an image any member flags (each
+    member's score over its own threshold, the largest of them, threshold 1)."""
     from lenspipe.infer import InferSettings, infer_images
     from lenspipe.ood import OODReference, embeddings
 
     from .test_infer import write_per_band
 
     records = {"maf": member_record("maf", 0), "nsf": member_record("nsf", 1)}
-    pixels = images(2, seed=5)
-    first = posterior.from_record(records["maf"])
-    reference = OODReference.fit(embeddings(first, images(40, seed=6)), embeddings(first, images(20, seed=7)))
-    for record in records.values():
+    pixels = images(3, seed=5)
+    references = {}
+    for k, (name, record) in enumerate(records.items()):
+        net = posterior.from_record(record)
+        # each member its own reference: the second one's from far fewer images (a tighter threshold)
+        references[name] = OODReference.fit(
+            embeddings(net, images(40, seed=6 + k)), embeddings(net, images(20 - 15 * k, seed=8 + k))
+        )
         record["observing"] = {
             "survey": "delve",
             "bands": ["g", "r", "i"],
             "pixel_scale": 0.263,
             "num_pix": 8,
         }
-        record["ood"] = reference.as_dict()
+        record["ood"] = references[name].as_dict()
     path = bundle(tmp_path, records)
-    specs = [write_per_band(tmp_path, f"lens{i}", pixels[i], zero_point=26.6, exptime=90.0) for i in range(2)]
+    specs = [write_per_band(tmp_path, f"lens{i}", pixels[i], zero_point=26.6, exptime=90.0) for i in range(3)]
     table = infer_images(
         path, specs, tmp_path / "out", settings=InferSettings(num_samples=50, seed=2, corner=False)
     )
-    assert set(table["estimator"]) == {"ens"} and len(table) == 2 * 2
+    assert set(table["estimator"]) == {"ens"} and len(table) == 3 * 2
     est = posterior.load(path)
     observed = est.check_images(pixels)
-    expected = reference.score(embeddings(est.members[0].estimator, observed))
-    np.testing.assert_allclose(table.groupby("image", sort=False)["ood_score"].first(), expected, rtol=1e-3)
+    ratios = [
+        references[m.name].score(embeddings(m.estimator, observed)) / references[m.name].threshold
+        for m in est.members
+    ]
+    assert not np.allclose(ratios[0], ratios[1])
+    per_image = table.groupby("image", sort=False).first()
+    np.testing.assert_allclose(per_image["ood_score"], np.max(ratios, axis=0), rtol=1e-3)
+    assert (per_image["ood_threshold"] == 1.0).all()
+    assert list(per_image["ood_flag"]) == list(np.max(ratios, axis=0) > 1.0)
 
 
 # --------------------------------------------------------------------------------------------------
