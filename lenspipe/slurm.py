@@ -10,7 +10,8 @@ terminal or when neither sacct nor squeue has known it for MISSING_CHECKS checks
 then retries it per the profile. Two or more jobs cancelled at once by the user who runs Snakemake, with
 no job of the run left, are a stop request (`scancel --name <run ID>`): nothing more is submitted and
 Snakemake exits. On Ctrl-C the wait between status checks ends within a second, and every job of the
-run is cancelled by name (the plugin cancels only the jobs in its list, which is empty during a check).
+run is cancelled by name (the plugin cancels only the jobs in its list, which is empty during a check), once
+the sbatch calls under way have returned (the plugin submits from a thread pool).
 
 Upstream note (snakemake-executor-plugin-slurm, check_active_jobs): compare the state's first word
 (`CANCELLED by 0`), fail PREEMPTED unless requeue is on, fail jobs that sacct and squeue both stop
@@ -61,6 +62,8 @@ MEANING = {
 REQUEUED_STATES = frozenset({"NODE_FAIL", "PREEMPTED"})
 # Status checks in a row a job may be unknown to both sacct and squeue (or sit requeue-able) before it fails.
 MISSING_CHECKS = 3
+# Ctrl-C: how long the sbatch calls under way may take to return before the jobs are cancelled by name.
+SUBMIT_WAIT_S = 60.0
 # The plugin version the hook is written and tested for (envs/constraints.txt pins it).
 PLUGIN = "snakemake-executor-plugin-slurm"
 PLUGIN_VERSION = "2.8."
@@ -225,6 +228,21 @@ _BOOK = StatusBook()  # one Snakemake process runs one SLURM executor, and check
 _MARK = "_lenspipe_status_hook"
 
 
+def stop_submissions(executor: Any, timeout: float = SUBMIT_WAIT_S) -> None:
+    """Cancel the plugin's queued submissions and wait (up to `timeout` s) for the sbatch calls under way.
+
+    Plugin 2.8 submits from a thread pool: on Ctrl-C, sbatch calls already started finish after the jobs were
+    cancelled (by list and by name), and their jobs ran on with nobody waiting for them (found by the SLURM test).
+    """
+    pool = getattr(executor, "_job_submission_executor", None)
+    if pool is None:
+        return
+    pool.shutdown(wait=False, cancel_futures=True)
+    end = time.monotonic() + timeout
+    for thread in list(getattr(pool, "_threads", ())):
+        thread.join(max(0.0, end - time.monotonic()))
+
+
 def install_status_hook() -> bool:
     """Wrap the SLURM plugin's status check and wait (once per process). False, with a warning line, if the
     plugin is not the version the hook is written for; True if installed."""
@@ -291,9 +309,11 @@ def install_status_hook() -> bool:
     cancel = executor.cancel_jobs
 
     def cancel_jobs(self: Any, active_jobs: list[Any]) -> None:
-        """Ctrl-C: cancel the jobs Snakemake holds, then every job of the run by its name: a job that is
-        mid status check or just submitted is in no list at that moment and would run on."""
+        """Ctrl-C: let no sbatch start and wait for those under way, cancel the jobs Snakemake holds, then every
+        job of the run by its name: a job that is mid status check or just submitted is in no list at that
+        moment and would run on."""
         try:
+            stop_submissions(self)
             cancel(self, active_jobs)
         finally:
             try:

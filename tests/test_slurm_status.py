@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import stat
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -230,6 +231,34 @@ def test_ctrl_c_cancels_every_job_of_the_run(fake_slurm: Path, hooked: None) -> 
     (fake_slurm / "scancel.calls").unlink()
     type(executor).cancel_jobs(executor, [])  # between checks the list is empty: the name still reaches them
     assert (fake_slurm / "scancel.calls").read_text().splitlines() == ["--name run-1"]
+
+
+def test_ctrl_c_waits_for_the_sbatch_calls_under_way(fake_slurm: Path, hooked: None) -> None:
+    """The plugin submits from a thread pool: a submission under way at Ctrl-C finishes before the run is
+    cancelled by name (its job is then cancelled too), and one not yet started never starts."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = plugin_executor({"ok": [], "error": [], "stop": []})
+    executor._submitted_job_clusters = set()
+    executor._job_submission_executor = ThreadPoolExecutor(max_workers=1)
+    events: list[str] = []
+    started = threading.Event()
+
+    def sbatch(name: str) -> None:
+        started.set()
+        time.sleep(0.5)
+        events.append(f"submitted {name}")
+
+    executor._job_submission_executor.submit(sbatch, "a")
+    executor._job_submission_executor.submit(sbatch, "b")  # queued behind a
+    assert started.wait(5)
+    type(executor).cancel_jobs(executor, [])
+    events.append("cancelled")
+    assert events == ["submitted a", "cancelled"]
+    assert (fake_slurm / "scancel.calls").read_text().splitlines() == ["--name run-1"]
+    time.sleep(0.7)
+    assert events == ["submitted a", "cancelled"], "a queued submission ran after Ctrl-C"
 
 
 def test_hook_refuses_another_plugin_version(
