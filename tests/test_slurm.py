@@ -198,6 +198,13 @@ TINY_SIMULATE_MEM = "240*attempt"
 STOP_LIMIT_S = {"Ctrl-C": 60, "scancel --name": 240}
 
 
+def default_sigint() -> None:
+    """Snakemake gets SIGINT's default action, as from a terminal's Ctrl-C. A pytest started in the background of
+    a non-interactive shell (`nohup make test &`) ignores SIGINT, children inherit an ignored signal, and the
+    Ctrl-C test would then find a Snakemake that cannot be interrupted."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """Snakemake with the test profile, started in the background in `work`; its output goes to `log`."""
 
@@ -210,6 +217,7 @@ class Run:
             [str(BIN / "snakemake"), "--profile", str(profile), "--configfile", "config/test.yaml", "--verbose",
              *targets],
             cwd=work, env=env, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=default_sigint,
         )  # fmt: skip
         self.started = time.monotonic()
 
