@@ -25,11 +25,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(target)
     remove(tmp)
+    remove_stale(target)
     try:
         yield tmp
         promote(tmp, target)
     finally:
         remove(tmp)
+
+
+def remove_stale(path: Path) -> None:
+    """Remove the temporaries of `path` left by killed jobs (their process is gone), so kills leave no clutter.
+
+    On a shared file system a temporary of a process on another node looks dead here; Snakemake never runs one
+    job twice at once, so only a lost job's temporary can be removed this way (its late rename would then fail)."""
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs here (another user's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def partial_path(path: str | os.PathLike[str]) -> Path:

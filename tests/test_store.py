@@ -93,3 +93,24 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("killed")
     assert target.read_text().strip().endswith("}") and '"v": 1' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_atomic_path_removes_temporaries_of_dead_jobs_only(tmp_path: Path) -> None:
+    """A killed job's `.name.tmp-<pid>` is removed by the next write of `name`; a live process's is kept."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)
+    target = tmp_path / "shard.zarr"
+    (tmp_path / f".shard.zarr.tmp-{dead_pid}").mkdir()
+    (tmp_path / f".shard.zarr.tmp-{dead_pid}" / "chunk").write_text("partial")
+    live = tmp_path / f".shard.zarr.tmp-{os.getppid()}"
+    live.mkdir()
+    other = tmp_path / f".other.zarr.tmp-{dead_pid}"
+    other.mkdir()
+    atomic.write_text(target, "done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["shard.zarr", live.name, other.name])
