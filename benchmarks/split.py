@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-SURVEY = "/work/lenspipe-results/survey"
+SURVEY = "results/survey"  # the survey study (config/survey.yaml), run from the repository root
 
 
 def child(shards: list[str], out: Path, config: Path) -> None:

@@ -42,7 +42,7 @@ def read_speed(path: Path, chunk: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--store", default="/work/lenspipe-results/survey/split/train.zarr")
+    parser.add_argument("--store", default="results/survey/split/train.zarr")
     parser.add_argument("--n", type=int, default=4096)
     parser.add_argument("--chunks", default="64,256,1024")
     parser.add_argument("--repeats", type=int, default=3)

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SURVEY = Path("/work/lenspipe-results/survey/split")
+# the survey study's split (config/survey.yaml) in this checkout's results/
+SURVEY = REPO / "results" / "survey" / "split"
 
 
 def child(args: argparse.Namespace) -> None:
