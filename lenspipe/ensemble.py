@@ -12,7 +12,6 @@ summary.json the members' training summaries, and their sums as the ensemble's t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 from lenspipe import atomic
 from lenspipe.errors import DataError
+from lenspipe.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def ensemble(
     save(outputs["estimator"], record)
     write_epochs(outputs["epochs"], names, epochs)
     if outputs.get("provenance"):
-        files = {n: {"path": str(p), "sha256": sha256(p)} for n, p in zip(names, members, strict=True)}
+        files = {n: {"path": str(p), "sha256": file_sha256(p)} for n, p in zip(names, members, strict=True)}
         provenance.write(
             outputs["provenance"], {"settings": dict(settings), "members": files}, {}, rule="ensemble"
         )
@@ -82,15 +82,6 @@ def read_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         return dict(json.loads(Path(path).read_text()))
     except (OSError, ValueError) as exc:
         raise DataError(path, f"cannot read the training summary ({exc})") from exc
-
-
-def sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file (a member's estimator.pt, recorded in the provenance)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_member(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from lenspipe.errors import ConfigError, DataError
 from lenspipe.fits_io import Calibration, ImageSpec, ObservedImage, parse_image, read_observed, unique_names
 from lenspipe.flux import OBSERVING_FIELDS, OBSERVING_KEY, study_zero_points
 from lenspipe.ood import OODReference
+from lenspipe.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def infer_images(
             tmp / "provenance.json",
             {
                 "estimator": str(estimator_path),
-                "estimator_sha256": sha256(estimator_path),
+                "estimator_sha256": file_sha256(estimator_path),
                 "images": [{"name": s.name, "files": [str(p) for p in s.paths()]} for s in specs],
                 "calibration": calibration.as_dict(),
                 "settings": asdict(settings),
@@ -346,15 +347,6 @@ def corner_plots(
         corner_plot(
             samples[i], None, parameter_names, title, [folder / f"{name}.pdf", folder / f"{name}.png"]
         )
-
-
-def sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def infer(

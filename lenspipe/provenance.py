@@ -81,3 +81,14 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file read in 1 MiB blocks (an estimator.pt recorded in a provenance)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
