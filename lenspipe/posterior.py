@@ -138,6 +138,19 @@ def flow_box(record: Mapping[str, Any]) -> PriorBox:
     return box.select([n for n in box.names if n not in derived]) if derived else box
 
 
+def _read_record(est: Any, path: Path, record: Mapping[str, Any]) -> None:
+    """The attributes a single estimator and an ensemble both take from their estimator.pt record."""
+    est.path = path
+    est.name = record["estimator"]
+    est.settings = dict(record["estimator_settings"])
+    est.parameter_names = tuple(record["parameter_names"])
+    est.prior_box = PriorBox.from_dict(record["prior_box"])
+    est.bands = tuple(record["bands"])
+    est.image_shape = tuple(int(s) for s in record["image_shape"])
+    est.normalisation = dict(record["normalisation"])
+    est.training = dict(record.get("training", {}))
+
+
 class TrainedEstimator:
     """A trained estimator on a device: the sbi posterior, and fast batched sampling for many images.
 
@@ -150,15 +163,7 @@ class TrainedEstimator:
     def __init__(
         self, path: Path, record: Mapping[str, Any], estimator: BoundedEstimator, device: torch.device
     ) -> None:
-        self.path = path
-        self.name: str = record["estimator"]
-        self.settings: dict[str, Any] = dict(record["estimator_settings"])
-        self.parameter_names: tuple[str, ...] = tuple(record["parameter_names"])
-        self.prior_box = PriorBox.from_dict(record["prior_box"])
-        self.bands: tuple[str, ...] = tuple(record["bands"])
-        self.image_shape: tuple[int, ...] = tuple(int(s) for s in record["image_shape"])
-        self.normalisation: dict[str, Any] = dict(record["normalisation"])
-        self.training: dict[str, Any] = dict(record.get("training", {}))
+        _read_record(self, path, record)
         self.record: dict[str, Any] = {
             k: v for k, v in record.items() if k != "state_dict"
         }  # without the weights
@@ -368,15 +373,7 @@ class EnsembleEstimator:
         weights: Sequence[float],
         device: torch.device,
     ) -> None:
-        self.path = path
-        self.name: str = record["estimator"]
-        self.settings: dict[str, Any] = dict(record["estimator_settings"])
-        self.parameter_names: tuple[str, ...] = tuple(record["parameter_names"])
-        self.prior_box = PriorBox.from_dict(record["prior_box"])
-        self.bands: tuple[str, ...] = tuple(record["bands"])
-        self.image_shape: tuple[int, ...] = tuple(int(s) for s in record["image_shape"])
-        self.normalisation: dict[str, Any] = dict(record["normalisation"])
-        self.training: dict[str, Any] = dict(record.get("training", {}))
+        _read_record(self, path, record)
         self.record: dict[str, Any] = {k: v for k, v in record.items() if k != "members"}
         self.members = list(members)
         self.member_names: tuple[str, ...] = tuple(m.name for m in self.members)
