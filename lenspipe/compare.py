@@ -51,6 +51,7 @@ COST = {
     "best_epoch": ("best epoch", "{:d}"),
     "best_val_loss": ("best val. loss", "{:.4g}"),
     "training_wall_time_s": ("training time [s]", "{:.0f}"),
+    "training_cpu_time_s": ("training CPU time [s]", "{:.0f}"),
     "train_pairs_per_s": ("training pairs/s", "{:.0f}"),
     "training_device": ("training device", "{}"),
     "sampling_s": ("sampling time [s]", "{:.1f}"),
@@ -130,6 +131,8 @@ def build_tables(
                 "best_epoch": _int(training[est]["best_epoch"]),
                 "best_val_loss": _num(training[est]["best_val_loss"]),
                 "training_wall_time_s": float(training[est]["wall_time_s"]),
+                # summaries written before CPU time was recorded have none: shown as --
+                "training_cpu_time_s": _num(training[est].get("cpu_time_s")),
                 "train_pairs_per_s": _num(training[est]["train_pairs_per_s"]),
                 "training_device": str(training[est]["device"]).split(" (")[
                     0

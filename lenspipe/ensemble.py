@@ -156,6 +156,9 @@ def ensemble_summary(
         "best_val_loss": None,
         "wall_time_s": round(wall, 3),
         "fit_time_s": round(sum(float(s.get("fit_time_s") or 0.0) for s in parts), 3),
+        "cpu_time_s": round(sum(float(s["cpu_time_s"]) for s in parts), 3)
+        if all(s.get("cpu_time_s") is not None for s in parts)
+        else None,
         "device": devices[0] if len(devices) == 1 else " + ".join(devices),
         "train_pairs_per_s": round(sum(pairs) / sum(seconds), 2) if len(seconds) == len(parts) else None,
         "n_train": parts[0].get("n_train"),

@@ -195,7 +195,7 @@ def train_job(
 ) -> dict[str, Any]:
     """Train `job` on the split's training store and write its outputs; returns the summary."""
     execution = execution or ExecutionSettings()
-    wall_start = time.perf_counter()
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
     set_threads(execution.threads)
     device_choice = choose_device(execution.device, execution.gpu_fallback)
     device = device_choice.device
@@ -272,6 +272,11 @@ def train_job(
         "stopped": result.stopped,
         "resumed_from_epoch": result.resumed_from,
         "wall_time_s": round(result.previous_s + time.perf_counter() - wall_start, 3),
+        # CPU seconds of every thread, earlier (killed) attempts included: the cost on a shared machine, where
+        # wall time also counts the other jobs; null when resumed from a checkpoint that did not record it
+        "cpu_time_s": None
+        if result.previous_cpu_s is None
+        else round(result.previous_cpu_s + time.process_time() - cpu_start, 3),
         "fit_time_s": round(
             fit_s, 3
         ),  # this session: build the networks and run the epochs (as sbi's .train())

@@ -171,6 +171,8 @@ class FitResult:
     resumed_from: int | None
     previous_s: float  # training time of earlier (killed) sessions
     extras: list[list[float]] = dataclasses.field(default_factory=list)  # per epoch: rate, smoothed val loss
+    # CPU seconds (all threads) of earlier sessions' epochs; None when a checkpoint from before this was recorded
+    previous_cpu_s: float | None = 0.0
 
     @property
     def epochs(self) -> int:
@@ -211,7 +213,7 @@ class Trainer:
     def fit(self) -> FitResult:
         """Run epochs until early stopping or max_epochs; leaves the best weights in the estimator."""
         s = self.settings
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if self.checkpoint is not None:  # temporary files of a killed save
             for stale in self.checkpoint.parent.glob(f".{self.checkpoint.name}.tmp-*"):
                 stale.unlink(missing_ok=True)
@@ -220,7 +222,7 @@ class Trainer:
         extras: list[list[float]] = []  # per epoch: learning rate, smoothed validation loss
         best_val, best_epoch, since, best_state, before = math.inf, 0, 0, None, 0.0
         smoothed, best_smoothed = math.nan, math.inf
-        resumed_from = None
+        resumed_from, cpu_before = None, 0.0
         if state is not None:
             rows, best_val, best_epoch, since, before = (
                 state["rows"],
@@ -232,6 +234,7 @@ class Trainer:
             # Checkpoints of the plain loop made before these keys existed: constant rate, raw validation loss.
             extras = state.get("extras") or [[s.learning_rate, r[2]] for r in rows]
             smoothed = state.get("smoothed", rows[-1][2] if rows else math.nan)
+            cpu_before = state.get("cpu_s")  # absent in checkpoints written before CPU time was recorded
             best_smoothed = state.get("best_smoothed", best_val)
             best_state = (
                 state["best_state"] if state["best_state"] is not None else copy.deepcopy(state["model"])
@@ -282,6 +285,7 @@ class Trainer:
                 extras,
                 smoothed,
                 best_smoothed,
+                None if cpu_before is None else cpu_before + time.process_time() - cpu_start,
             )
             log.info(
                 "%sepoch %d/%d: train_loss %.4f val_loss %.4f (best %.4f at epoch %d) %.1f s, elapsed %.1f s",
@@ -306,7 +310,7 @@ class Trainer:
             best_val,
             best_epoch,
         )
-        return FitResult(rows, best_epoch, best_val, stopped, resumed_from, before, extras)
+        return FitResult(rows, best_epoch, best_val, stopped, resumed_from, before, extras, cpu_before)
 
     def _train_epoch(self) -> float:
         """One pass over shuffled training batches; returns the mean loss (loss summed on the device)."""
@@ -351,6 +355,7 @@ class Trainer:
         extras: list[list[float]],
         smoothed: float,
         best_smoothed: float,
+        cpu_s: float | None,
     ) -> None:
         if self.checkpoint is None:
             return
@@ -369,6 +374,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "elapsed_s": elapsed,
+            "cpu_s": cpu_s,
             "extras": [list(r) for r in extras],
             "smoothed": smoothed,
             "best_smoothed": best_smoothed,

@@ -32,6 +32,7 @@ def _write_estimator(root: Path, name: str, seed: int) -> tuple[Path, Path, Path
                 "best_epoch": 20 + seed,
                 "best_val_loss": -3.5,
                 "wall_time_s": 480.0,
+                "cpu_time_s": 900.0 + seed,
                 "device": "cpu",
                 "train_pairs_per_s": 1500.0,
             }
@@ -63,7 +64,7 @@ def test_one_row_per_estimator_in_order_without_nan(tmp_path: Path) -> None:
         assert table["estimator"].tolist() == ["maf", "nsf_16x512"], name
         assert not table.isna().any().any(), name
     assert tables["r2"].columns.tolist() == ["estimator", *NAMES]
-    assert tables["cost"].loc[1, "epochs"] == 41
+    assert tables["cost"].loc[1, "epochs"] == 41 and tables["cost"].loc[1, "training_cpu_time_s"] == 901.0
     toy = json.loads((tmp_path / "maf.metrics.json").read_text())
     assert tables["coverage_68"].loc[0, "e1"] == pytest.approx(
         toy["per_parameter"]["e1"]["coverage_68"], rel=1e-5
@@ -103,6 +104,28 @@ def test_an_ensemble_row_has_no_best_epoch_or_loss(tmp_path: Path) -> None:
     assert "| nsf | 41 | -- | -- |" in rows[-1] and "| maf | 40 | 20 | -3.5 |" in rows[-2]
 
 
+def test_a_summary_without_cpu_time_shows_dashes(tmp_path: Path) -> None:
+    """Summaries written before training recorded its CPU time still compare: that cell is --, not an error."""
+    _run(tmp_path, ["maf", "nsf"])
+    summary = json.loads((tmp_path / "nsf.summary.json").read_text())
+    del summary["cpu_time_s"]
+    (tmp_path / "nsf.summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "compare"
+    compare.compare(
+        estimators=["maf", "nsf"],
+        metrics=[tmp_path / f"{e}.metrics.json" for e in ("maf", "nsf")],
+        training=[tmp_path / f"{e}.summary.json" for e in ("maf", "nsf")],
+        sampling=[tmp_path / f"{e}.timing.json" for e in ("maf", "nsf")],
+        tables=[out / f"cost.{ext}" for ext in compare.TABLE_FORMATS],
+        figure=[],
+    )
+    rows = (out / "cost.md").read_text().splitlines()
+    assert (
+        "| maf | 40 | 20 | -3.5 | 480 | 900 |" in rows[-2]
+        and "| nsf | 41 | 21 | -3.5 | 480 | -- |" in rows[-1]
+    )
+
+
 def test_markdown_and_latex_by_hand() -> None:
     df = pd.DataFrame(
         {"estimator": ["maf", "nsf_16x512"], "sigma_v": [0.9031, np.nan], "e1": [0.97654, -0.5]}
@@ -134,6 +157,7 @@ def test_cost_table_headers_are_escaped_for_latex() -> None:
                 "best_epoch": 182,
                 "best_val_loss": -3.25,
                 "training_wall_time_s": 480.4,
+                "training_cpu_time_s": 911.6,
                 "train_pairs_per_s": 1520.3,
                 "training_device": "cuda",
                 "sampling_s": 12.34,
@@ -143,8 +167,8 @@ def test_cost_table_headers_are_escaped_for_latex() -> None:
         ]
     )
     tex = compare.to_latex("cost", df)
-    assert r"maf & 202 & 182 & -3.25 & 480 & 1520 & cuda & 12.3 & 405000 & cpu \\" in tex
-    assert "training time [s]" in tex and "_" not in tex.replace(r"\_", "")
+    assert r"maf & 202 & 182 & -3.25 & 480 & 912 & 1520 & cuda & 12.3 & 405000 & cpu \\" in tex
+    assert "training time [s]" in tex and "training CPU time [s]" in tex and "_" not in tex.replace(r"\_", "")
 
 
 def test_missing_training_field_names_the_file(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from lenspipe import posterior
 from lenspipe.config import check_config
 from lenspipe.embedding import EmbeddingSettings
-from lenspipe.ensemble import ensemble
+from lenspipe.ensemble import ensemble, ensemble_summary
 from lenspipe.errors import ConfigError, DataError
 from lenspipe.estimators import EstimatorSettings, reference_theta
 from lenspipe.priors import PriorBox
@@ -53,6 +53,7 @@ def summary(name: str, epochs: int, wall: float) -> dict:
         "best_val_loss": 1.0,
         "wall_time_s": wall,
         "fit_time_s": wall - 1,
+        "cpu_time_s": 2 * wall,
         "device": "cpu",
         "train_pairs_per_s": 100.0,
         "n_train": 40,
@@ -207,6 +208,7 @@ def test_bundle_outputs(pair: tuple[Path, Path]) -> None:
         and summary["weights"] == [0.75, 0.25]
     )
     assert summary["epochs"] == 6 and summary["wall_time_s"] == 20.0 and summary["best_epoch"] is None
+    assert summary["cpu_time_s"] == 40.0
     assert set(summary["member_summaries"]) == {"maf", "nsf"} and summary["train_pairs_per_s"] == 100.0
     epochs = pd.read_csv(root / "ens" / "epochs.csv")
     assert list(epochs.columns) == ["member", "epoch", "train_loss", "val_loss", "seconds"]
@@ -367,6 +369,7 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     assert summary["epochs"] == 4 and summary["wall_time_s"] == pytest.approx(
         sum(m["wall_time_s"] for m in members)
     )
+    assert summary["cpu_time_s"] == pytest.approx(sum(m["cpu_time_s"] for m in members))
     assert (out / "evaluate/ensemble/figures/loss.png").stat().st_size > 1000
     for table in ("r2", "calibration", "cost"):
         frame = pd.read_csv(out / f"compare/{table}.csv")
@@ -378,3 +381,10 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     jobs = dry_run_jobs(other, write_config(path, config))
     assert jobs["train"] == ["estimator=maf"] and jobs["ensemble"] == ["estimator=ensemble"]
     assert jobs["sample"] == ["estimator=ensemble", "estimator=maf"]
+
+
+def test_ensemble_cpu_time_is_unknown_when_a_member_did_not_record_it() -> None:
+    parts = {"maf": summary("maf", 3, 10.0), "nsf": summary("nsf", 3, 10.0)}
+    assert ensemble_summary("ens", ["maf", "nsf"], [0.5, 0.5], parts)["cpu_time_s"] == 40.0
+    del parts["nsf"]["cpu_time_s"]  # a summary written before training recorded CPU time
+    assert ensemble_summary("ens", ["maf", "nsf"], [0.5, 0.5], parts)["cpu_time_s"] is None

@@ -118,6 +118,7 @@ def test_each_estimator_trains(
     assert json.loads((out / "summary.json").read_text()) == summary
     for key in ("epochs", "best_epoch", "best_val_loss", "wall_time_s", "device", "train_pairs_per_s"):
         assert key in summary
+    assert 0 < summary["cpu_time_s"]
     assert (
         summary["epochs"] == 2 and summary["stopped"] == "max_epochs" and summary["device"].startswith("cpu")
     )
@@ -252,6 +253,18 @@ def test_killed_training_resumes_from_its_checkpoint(
         summary = run_training(study, "maf", other, config=config, max_epochs=1, learning_rate=1e-3)
     assert summary["resumed_from_epoch"] is None and "made with other settings" in caplog.text
 
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    killed_cpu = checkpoint["cpu_s"]
+    assert killed_cpu > 0
+    if (
+        not options
+    ):  # a checkpoint from before CPU time was recorded resumes; the total is then unknown (null)
+        legacy = tmp_path / "legacy"
+        legacy.mkdir()
+        del checkpoint["cpu_s"]
+        torch.save(checkpoint, legacy / "checkpoint.pt")
+        summary = run_training(study, "maf", legacy, config=config)
+        assert summary["resumed_from_epoch"] == len(checkpoint["rows"]) and summary["cpu_time_s"] is None
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     resumed = int(re.search(r"resuming from the checkpoint after epoch (\d+)", done.stdout).group(1))
@@ -264,6 +277,7 @@ def test_killed_training_resumes_from_its_checkpoint(
         assert text == f"train_loss {float(row['train_loss']):.4f} val_loss {float(row['val_loss']):.4f}"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 6 and summary["resumed_from_epoch"] == resumed
+    assert summary["cpu_time_s"] > killed_cpu  # the killed attempt's CPU time is counted
     assert not (out / "checkpoint.pt").exists() and all((out / f).is_file() for f in OUTPUT_FILES)
 
     # Resuming is exact: the same weights (and rates, smoothed losses) as an uninterrupted run.
