@@ -210,6 +210,13 @@ def check_semantics(config: Mapping[str, Any]) -> None:
     for i in config["evaluation"]["corner_images"]:
         if i >= n_test:
             raise ConfigError("evaluation.corner_images", f"indices of test images (< {n_test})", i)
+    evaluation = config["evaluation"]
+    if evaluation.get("sbc_samples", 0) > evaluation["num_samples"]:  # SBC ranks need that many samples
+        raise ConfigError(
+            "evaluation.sbc_samples",
+            f"at most evaluation.num_samples ({evaluation['num_samples']})",
+            evaluation["sbc_samples"],
+        )
     check_training(config)
 
 

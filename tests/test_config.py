@@ -65,6 +65,11 @@ BAD = [
         "evaluation.corner_images: expected indices of test images (< 12) (got 99)",
     ),
     (
+        "evaluation.sbc_samples",
+        201,
+        "evaluation.sbc_samples: expected at most evaluation.num_samples (200) (got 201)",
+    ),
+    (
         "estimators.maf.flow",
         "realnvp",
         "estimators.maf.flow: expected an sbi flow, coupling_resnet or ensemble (coupling_resnet, made, maf",
@@ -381,6 +386,7 @@ def test_each_study_is_one_command(tmp_path, study: str) -> None:
 def test_schema_fills_its_defaults_once(tiny_config: dict) -> None:
     """check_config sets absent keys to the schema's defaults (what Snakemake's validate did)."""
     del tiny_config["evaluation"]["sbc_samples"], tiny_config["training"]["threads"]
+    tiny_config["evaluation"]["num_samples"] = 1000  # the default sbc_samples needs at least as many
     check_config(tiny_config)
     assert tiny_config["evaluation"]["sbc_samples"] == 1000 and tiny_config["training"]["threads"] == 1
 
@@ -465,4 +471,5 @@ def test_big_study_is_realistic_at_ten_times_the_size_streamed() -> None:
         for key in ("n_images", "n_shards"):
             cfg["simulation"].pop(key, None)
         cfg.pop("run"), cfg["training"].pop("max_epochs"), cfg["evaluation"].pop("num_samples")
+        cfg["evaluation"].pop("sbc_samples")  # at most num_samples
     assert big == realistic
