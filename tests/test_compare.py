@@ -44,15 +44,20 @@ def _write_estimator(root: Path, name: str, seed: int) -> tuple[Path, Path, Path
 
 def _run(root: Path, estimators: list[str]) -> dict:
     root.mkdir(parents=True, exist_ok=True)
-    files = [_write_estimator(root, e, seed=k) for k, e in enumerate(estimators)]
+    for k, e in enumerate(estimators):
+        _write_estimator(root, e, seed=k)
+    return _compare(root, estimators)
+
+
+def _compare(root: Path, estimators: list[str]) -> dict:
+    """The compare stage over the estimators' files in `root` (as _write_estimator names them): every table."""
     out = root / "compare"
-    tables = [out / f"{t}.{ext}" for t in compare.TABLES for ext in compare.TABLE_FORMATS]
     compare.compare(
         estimators=estimators,
-        metrics=[f[0] for f in files],
-        training=[f[1] for f in files],
-        sampling=[f[2] for f in files],
-        tables=tables,
+        metrics=[root / f"{e}.metrics.json" for e in estimators],
+        training=[root / f"{e}.summary.json" for e in estimators],
+        sampling=[root / f"{e}.timing.json" for e in estimators],
+        tables=[out / f"{t}.{ext}" for t in compare.TABLES for ext in compare.TABLE_FORMATS],
         figure=[out / "comparison.pdf", out / "comparison.png"],
     )
     return {t: pd.read_csv(out / f"{t}.csv") for t in compare.TABLES}
@@ -89,16 +94,8 @@ def test_an_ensemble_row_has_no_best_epoch_or_loss(tmp_path: Path) -> None:
     (tmp_path / "nsf.summary.json").write_text(
         json.dumps({**summary, "best_epoch": None, "best_val_loss": None})
     )
+    cost = _compare(tmp_path, ["maf", "nsf"])["cost"].set_index("estimator")
     out = tmp_path / "compare"
-    compare.compare(
-        estimators=["maf", "nsf"],
-        metrics=[tmp_path / f"{e}.metrics.json" for e in ("maf", "nsf")],
-        training=[tmp_path / f"{e}.summary.json" for e in ("maf", "nsf")],
-        sampling=[tmp_path / f"{e}.timing.json" for e in ("maf", "nsf")],
-        tables=[out / f"{t}.{ext}" for t in compare.TABLES for ext in compare.TABLE_FORMATS],
-        figure=[out / "comparison.pdf", out / "comparison.png"],
-    )
-    cost = pd.read_csv(out / "cost.csv").set_index("estimator")
     assert cost.loc["maf", "best_epoch"] == 20 and np.isnan(cost.loc["nsf", "best_epoch"])
     rows = (out / "cost.md").read_text().splitlines()
     assert "| nsf | 41 | -- | -- |" in rows[-1] and "| maf | 40 | 20 | -3.5 |" in rows[-2]
@@ -110,16 +107,8 @@ def test_a_summary_without_cpu_time_shows_dashes(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "nsf.summary.json").read_text())
     del summary["cpu_time_s"]
     (tmp_path / "nsf.summary.json").write_text(json.dumps(summary))
-    out = tmp_path / "compare"
-    compare.compare(
-        estimators=["maf", "nsf"],
-        metrics=[tmp_path / f"{e}.metrics.json" for e in ("maf", "nsf")],
-        training=[tmp_path / f"{e}.summary.json" for e in ("maf", "nsf")],
-        sampling=[tmp_path / f"{e}.timing.json" for e in ("maf", "nsf")],
-        tables=[out / f"cost.{ext}" for ext in compare.TABLE_FORMATS],
-        figure=[],
-    )
-    rows = (out / "cost.md").read_text().splitlines()
+    _compare(tmp_path, ["maf", "nsf"])
+    rows = (tmp_path / "compare" / "cost.md").read_text().splitlines()
     assert (
         "| maf | 40 | 20 | -3.5 | 480 | 900 |" in rows[-2]
         and "| nsf | 41 | 21 | -3.5 | 480 | -- |" in rows[-1]
