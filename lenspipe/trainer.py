@@ -215,8 +215,7 @@ class Trainer:
         s = self.settings
         start, cpu_start = time.perf_counter(), time.process_time()
         if self.checkpoint is not None:  # temporary files of a killed save
-            for stale in self.checkpoint.parent.glob(f".{self.checkpoint.name}.tmp-*"):
-                stale.unlink(missing_ok=True)
+            atomic.remove_stale(self.checkpoint)
         state = self._load_checkpoint()
         rows: list[list[float]] = []
         extras: list[list[float]] = []  # per epoch: learning rate, smoothed validation loss
