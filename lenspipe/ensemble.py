@@ -2,18 +2,25 @@
 
     ensemble: {flow: ensemble, members: [maf, nsf]}            # uniform mixture
     ensemble: {flow: ensemble, members: [maf, nsf], weights: [2, 1]}
+    restarts: {flow: ensemble, members: [maf, maf_b, maf_c], combine: best}   # keep the lowest validation loss
 
 Nothing is trained: the members are the config's other estimators (their own train jobs). Their estimator.pt
 records go, whole, into the ensemble's estimator.pt with the normalised weights, so sample, evaluate, compare
 and infer read one file like any other estimator's (lenspipe.posterior.load returns the mixture,
 lenspipe.posterior.EnsembleEstimator). Its epochs.csv holds every member's rows (a `member` column); its
 summary.json the members' training summaries, and their sums as the ensemble's training cost.
+
+`combine: best` keeps only the member with the lowest best validation loss (restarts of one flow: a flow stuck on a
+plateau, such as MAF on an ellipticity sign, has a worse validation loss than one that escaped it). The members of
+a study share its validation pairs (drawn from the study's seed, not the estimator's), so their losses compare;
+the selected member's record becomes the estimator's, whole: it samples as a single flow.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +33,10 @@ from lenspipe.provenance import file_sha256
 log = logging.getLogger(__name__)
 
 FLOW = "ensemble"
+MIXTURE, BEST = (
+    "mixture",
+    "best",
+)  # `combine`: the mixture of the members, or the member of lowest validation loss
 # What every member must share with the first: the mixture is one posterior over one parameter set and image.
 SHARED = ("parameter_names", "prior_box", "bands", "image_shape", "normalisation", "derived")
 # What the ensemble's record takes from its first member: inference on observed images (lenspipe.infer) reads the
@@ -44,13 +55,22 @@ def ensemble(
 ) -> dict[str, Any]:
     """Rule ensemble: the members' estimator.pt (in settings["members"] order) -> the ensemble's outputs."""
     names = list(settings["members"])
-    weights = normalised_weights(settings.get("weights"), len(names))
+    combine = str(settings.get("combine", MIXTURE))
     if not len(members) == len(summaries) == len(epochs) == len(names):
         raise ValueError(f"one estimator, summary and epochs file per member of {names}")
     records = [read_member(path) for path in members]
-    record = bundle(estimator, names, weights, records, members)
+    check_shared(estimator, names, records, members)
     member_summaries = {n: read_summary(p) for n, p in zip(names, summaries, strict=True)}
-    summary = ensemble_summary(estimator, names, weights, member_summaries)
+    if combine == BEST:
+        chosen = best_member(names, member_summaries, summaries)
+        weights = [1.0 if n == chosen else 0.0 for n in names]
+        record = selected_record(estimator, names, chosen, records[names.index(chosen)], member_summaries)
+    else:
+        weights = normalised_weights(settings.get("weights"), len(names))
+        record = bundle(estimator, names, weights, records, members)
+    summary = ensemble_summary(
+        estimator, names, weights, member_summaries, selected=chosen if combine == BEST else None
+    )
     from lenspipe import provenance
     from lenspipe.posterior import save
 
@@ -62,10 +82,57 @@ def ensemble(
             outputs["provenance"], {"settings": dict(settings), "members": files}, {}, rule="ensemble"
         )
     atomic.write_json(outputs["summary"], summary)
-    log.info(
-        "%s: mixture of %s (weights %s) -> %s", estimator, ", ".join(names), weights, outputs["estimator"]
-    )
+    if combine == BEST:
+        losses = ", ".join(f"{n} {member_summaries[n]['best_val_loss']:.4g}" for n in names)
+        log.info(
+            "%s: %s, the lowest validation loss of %s -> %s", estimator, chosen, losses, outputs["estimator"]
+        )
+    else:
+        log.info(
+            "%s: mixture of %s (weights %s) -> %s", estimator, ", ".join(names), weights, outputs["estimator"]
+        )
     return summary
+
+
+def best_member(
+    names: Sequence[str],
+    summaries: Mapping[str, Mapping[str, Any]],
+    paths: Sequence[str | os.PathLike[str]],
+) -> str:
+    """The member with the lowest best validation loss (the first of equals), on the same validation pairs."""
+    losses = []
+    for name, path in zip(names, paths, strict=True):
+        loss = summaries[name].get("best_val_loss")
+        if isinstance(loss, bool) or not isinstance(loss, int | float) or not math.isfinite(loss):
+            raise DataError(path, f"member {name} has no finite best_val_loss to select by (got {loss!r})")
+        if summaries[name].get("n_validation") != summaries[names[0]].get("n_validation"):
+            raise DataError(
+                path,
+                f"member {name} was validated on {summaries[name].get('n_validation')} pairs, "
+                f"{names[0]} on {summaries[names[0]].get('n_validation')}: their validation losses do not compare",
+            )
+        losses.append(float(loss))
+    return names[losses.index(min(losses))]
+
+
+def selected_record(
+    name: str,
+    names: Sequence[str],
+    chosen: str,
+    record: Mapping[str, Any],
+    summaries: Mapping[str, Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The selected member's record under the ensemble's name, with what it was selected from."""
+    return {
+        **dict(record),
+        "estimator": name,
+        "selection": {
+            "combine": BEST,
+            "members": list(names),
+            "selected": chosen,
+            "best_val_loss": {n: float(summaries[n]["best_val_loss"]) for n in names},
+        },
+    }
 
 
 def normalised_weights(weights: Sequence[float] | None, n: int) -> list[float]:
@@ -101,14 +168,13 @@ def read_member(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(record)
 
 
-def bundle(
+def check_shared(
     name: str,
     names: Sequence[str],
-    weights: Sequence[float],
     records: Sequence[Mapping[str, Any]],
     paths: Sequence[str | os.PathLike[str]],
-) -> dict[str, Any]:
-    """The ensemble's estimator record: what its members share, the first's observing record, every member whole."""
+) -> None:
+    """Every member shares the first's parameters, prior box, bands, image shape, normalisation, theta_E mode."""
     first = records[0]
     for record, path in zip(records[1:], paths[1:], strict=True):
         for key in SHARED:
@@ -118,6 +184,18 @@ def bundle(
                     f"its {key} differs from member {names[0]}'s ({paths[0]}): members of ensemble {name} "
                     "must be trained on the same study",
                 )
+
+
+def bundle(
+    name: str,
+    names: Sequence[str],
+    weights: Sequence[float],
+    records: Sequence[Mapping[str, Any]],
+    paths: Sequence[str | os.PathLike[str]],
+) -> dict[str, Any]:
+    """The ensemble's estimator record: what its members share, the first's observing record, every member whole."""
+    check_shared(name, names, records, paths)
+    first = records[0]
     out: dict[str, Any] = {
         "format": first["format"],
         "estimator": name,
@@ -135,11 +213,16 @@ def bundle(
 
 
 def ensemble_summary(
-    name: str, names: Sequence[str], weights: Sequence[float], summaries: Mapping[str, Mapping[str, Any]]
+    name: str,
+    names: Sequence[str],
+    weights: Sequence[float],
+    summaries: Mapping[str, Mapping[str, Any]],
+    selected: str | None = None,
 ) -> dict[str, Any]:
-    """summary.json: the members' summaries, the training cost (epochs, time) as their sums.
+    """summary.json: the members' summaries, the training cost (epochs, time) as their sums (every member trained).
 
-    A mixture has no training loss and no best epoch of its own: best_epoch and best_val_loss are null.
+    A mixture has no training loss and no best epoch of its own: best_epoch and best_val_loss are null; a selection
+    (`selected`: combine best) has its selected member's.
     """
     parts = [summaries[n] for n in names]
     wall = sum(float(s.get("wall_time_s") or 0.0) for s in parts)
@@ -152,8 +235,9 @@ def ensemble_summary(
         "members": list(names),
         "weights": list(weights),
         "epochs": sum(int(s["epochs"]) for s in parts),
-        "best_epoch": None,
-        "best_val_loss": None,
+        "best_epoch": summaries[selected].get("best_epoch") if selected else None,
+        "best_val_loss": summaries[selected].get("best_val_loss") if selected else None,
+        **({"combine": BEST, "selected": selected} if selected else {}),
         "wall_time_s": round(wall, 3),
         "fit_time_s": round(sum(float(s.get("fit_time_s") or 0.0) for s in parts), 3),
         "cpu_time_s": round(sum(float(s["cpu_time_s"]) for s in parts), 3)

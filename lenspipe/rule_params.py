@@ -94,7 +94,8 @@ def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
 # ensemble: an `estimators:` entry with `flow: ensemble` mixes other entries' trained estimators (no training).
 
 ENSEMBLE_FLOW = "ensemble"
-ENSEMBLE_KEYS = ("flow", "members", "weights")
+ENSEMBLE_KEYS = ("flow", "members", "weights", "combine")
+ENSEMBLE_COMBINE = ("mixture", "best")
 
 
 def is_ensemble(entry: Mapping[str, Any]) -> bool:
@@ -113,16 +114,17 @@ def trained_names(config: Mapping[str, Any]) -> list[str]:
 
 
 def ensemble_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]:
-    """The ensemble rule's params: its members and, if given, their weights (the members' files are its input)."""
+    """The ensemble rule's params: its members and, if given, their weights and how they combine (the members'
+    files are its input)."""
     entry = config["estimators"].get(estimator)
     if not is_ensemble(entry):
         raise ConfigError(f"estimators.{estimator}", "an ensemble of the config (flow: ensemble)", estimator)
-    return {k: entry[k] for k in ("members", "weights") if k in entry}
+    return {k: entry[k] for k in ("members", "weights", "combine") if k in entry}
 
 
 def check_ensembles(config: Mapping[str, Any]) -> None:
     """Each ensemble: at least 2 distinct members that are other, trained estimators of the config; as many
-    positive weights as members if weights are given; no other setting."""
+    positive weights as members if weights are given (a mixture only); `combine` mixture or best; no other setting."""
     trained = trained_names(config)
     for name in ensemble_names(config):
         entry = config["estimators"][name]
@@ -130,7 +132,7 @@ def check_ensembles(config: Mapping[str, Any]) -> None:
         for option in entry:
             if option not in ENSEMBLE_KEYS:
                 raise ConfigError(
-                    f"{key}.{option}", "a setting of an ensemble (members, weights)", "unknown key"
+                    f"{key}.{option}", "a setting of an ensemble (members, weights, combine)", "unknown key"
                 )
         members = entry.get("members")
         if not isinstance(members, list) or len(members) < 2:
@@ -149,7 +151,16 @@ def check_ensembles(config: Mapping[str, Any]) -> None:
         if len(set(members)) != len(members):
             duplicate = next(m for m in members if members.count(m) > 1)
             raise ConfigError(f"{key}.members", "each member once (use weights to weigh one more)", duplicate)
+        combine = entry.get("combine", "mixture")
+        if combine not in ENSEMBLE_COMBINE:
+            raise ConfigError(f"{key}.combine", " or ".join(ENSEMBLE_COMBINE), combine)
         weights = entry.get("weights")
+        if weights is not None and combine == "best":
+            raise ConfigError(
+                f"{key}.weights",
+                "no weights with combine: best (it keeps one member, not a mixture)",
+                weights,
+            )
         if weights is not None:
             ok = isinstance(weights, list) and all(
                 isinstance(w, int | float) and not isinstance(w, bool) and w > 0 for w in weights

@@ -194,7 +194,7 @@ def ensemble_members(wildcards):
 
 
 def ensemble_params(wildcards):
-    """An ensemble's members and weights (lenspipe.rule_params.ensemble_params)."""
+    """An ensemble's members, weights and combine (lenspipe.rule_params.ensemble_params)."""
     return rule_params.ensemble_params(config, wildcards.estimator)
 
 

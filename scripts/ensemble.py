@@ -1,4 +1,4 @@
-"""Snakemake script of rule `ensemble`: one mixture estimator from its members' trained estimators."""
+"""Snakemake script of rule `ensemble`: one estimator (their mixture, or the best) from its members' trained ones."""
 
 from lenspipe.jobs import job
 

@@ -45,12 +45,12 @@ def member_record(name: str, seed: int, box: PriorBox = BOX, shift: float = 0.0)
     return posterior.estimator_record(est, settings, embedding, box.names, box, norm, SHAPE, training)
 
 
-def summary(name: str, epochs: int, wall: float) -> dict:
+def summary(name: str, epochs: int, wall: float, best_val_loss: float = 1.0) -> dict:
     return {
         "estimator": name,
         "epochs": epochs,
         "best_epoch": epochs - 1,
-        "best_val_loss": 1.0,
+        "best_val_loss": best_val_loss,
         "wall_time_s": wall,
         "fit_time_s": wall - 1,
         "cpu_time_s": 2 * wall,
@@ -62,11 +62,13 @@ def summary(name: str, epochs: int, wall: float) -> dict:
     }
 
 
-def write_member(root: Path, name: str, record: dict, epochs: int = 3, wall: float = 10.0) -> dict[str, Path]:
+def write_member(
+    root: Path, name: str, record: dict, epochs: int = 3, wall: float = 10.0, best_val_loss: float = 1.0
+) -> dict[str, Path]:
     folder = root / name
     folder.mkdir(parents=True)
     posterior.save(folder / "estimator.pt", record)
-    (folder / "summary.json").write_text(json.dumps(summary(name, epochs, wall)))
+    (folder / "summary.json").write_text(json.dumps(summary(name, epochs, wall, best_val_loss)))
     rows = "\n".join(f"{e},{2.0 - e / 10},{2.1 - e / 10},0.5" for e in range(1, epochs + 1))
     (folder / "epochs.csv").write_text("epoch,train_loss,val_loss,seconds\n" + rows + "\n")
     return {
@@ -77,12 +79,22 @@ def write_member(root: Path, name: str, record: dict, epochs: int = 3, wall: flo
 
 
 def bundle(
-    root: Path, members: dict[str, dict], weights: list[float] | None = None, name: str = "ens"
+    root: Path,
+    members: dict[str, dict],
+    weights: list[float] | None = None,
+    name: str = "ens",
+    losses: dict[str, float] | None = None,
+    combine: str | None = None,
 ) -> Path:
-    """The ensemble stage run on these member records; the ensemble's estimator.pt."""
-    files = [write_member(root, n, r) for n, r in members.items()]
+    """The ensemble stage run on these member records (best validation losses `losses`, default 1.0 each); the
+    ensemble's estimator.pt."""
+    files = [write_member(root, n, r, best_val_loss=(losses or {}).get(n, 1.0)) for n, r in members.items()]
     out = root / name
-    settings = {"members": list(members), **({"weights": weights} if weights else {})}
+    settings = {
+        "members": list(members),
+        **({"weights": weights} if weights else {}),
+        **({"combine": combine} if combine else {}),
+    }
     ensemble(
         members=[f["estimator"] for f in files],
         summaries=[f["summary"] for f in files],
@@ -231,6 +243,68 @@ def test_members_of_another_study_or_ensembles_are_refused(tmp_path: Path, pair:
         bundle(tmp_path / "b", {"maf": member_record("maf", 0), "inner": nested})
 
 
+def test_combine_best_keeps_the_member_of_lowest_validation_loss(tmp_path: Path) -> None:
+    """combine: best: the selected member's flow, whole, under the ensemble's name (its samples are that flow's,
+    with the ensemble's seed stream); the summary says what was selected, and the cost counts every member."""
+    import pandas as pd
+
+    records = {"maf": member_record("maf", 0), "maf_b": member_record("maf", 2, shift=3.0)}
+    losses = {"maf": -7.0, "maf_b": -13.4}
+    path = bundle(tmp_path, records, losses=losses, combine="best", name="best")
+    est = posterior.load(path, parameter_names=BOX.names)
+    assert isinstance(est, posterior.TrainedEstimator) and est.name == "best"
+    assert est.record["selection"] == {
+        "combine": "best",
+        "members": ["maf", "maf_b"],
+        "selected": "maf_b",
+        "best_val_loss": losses,
+    }
+    x = images(3)
+    own = posterior.load(tmp_path / "maf_b" / "estimator.pt")
+    theta = own.sample_images(x, 40, seed=1)
+    np.testing.assert_allclose(est.log_prob_images(x, theta), own.log_prob_images(x, theta), rtol=1e-6)
+    np.testing.assert_array_equal(est.sample_images(x, 40, seed=1), theta)
+    summary = json.loads((tmp_path / "best" / "summary.json").read_text())
+    assert summary["selected"] == "maf_b" and summary["combine"] == "best"
+    assert (
+        summary["best_val_loss"] == -13.4 and summary["best_epoch"] == 2 and summary["weights"] == [0.0, 1.0]
+    )
+    assert summary["epochs"] == 6 and summary["cpu_time_s"] == 40.0  # both restarts were trained
+    assert list(pd.read_csv(tmp_path / "best" / "epochs.csv")["member"]) == ["maf"] * 3 + ["maf_b"] * 3
+    # the other order of losses selects the other member; equal losses: the first listed
+    again = bundle(
+        tmp_path / "b", records, losses={"maf": -13.5, "maf_b": -13.4}, combine="best", name="best"
+    )
+    assert posterior.load(again).record["selection"]["selected"] == "maf"
+    tie = bundle(tmp_path / "c", records, combine="best", name="best")
+    assert posterior.load(tie).record["selection"]["selected"] == "maf"
+
+
+def test_combine_best_refuses_losses_that_do_not_compare(tmp_path: Path) -> None:
+    records = {"maf": member_record("maf", 0), "nsf": member_record("nsf", 1)}
+    with pytest.raises(DataError, match="member nsf has no finite best_val_loss"):
+        bundle(tmp_path / "a", records, losses={"nsf": float("nan")}, combine="best")
+    files = [write_member(tmp_path / "b", n, r) for n, r in records.items()]
+    data = json.loads(files[1]["summary"].read_text())
+    files[1]["summary"].write_text(json.dumps({**data, "n_validation": 9}))
+    with pytest.raises(DataError, match="validated on 9 pairs, maf on 8"):
+        ensemble(
+            members=[f["estimator"] for f in files],
+            summaries=[f["summary"] for f in files],
+            epochs=[f["epochs"] for f in files],
+            outputs={
+                "estimator": tmp_path / "o.pt",
+                "epochs": tmp_path / "e.csv",
+                "summary": tmp_path / "s.json",
+            },
+            settings={"members": list(records), "combine": "best"},
+            estimator="ens",
+        )
+    other = PriorBox(("sigma_v", "e1"), (150.0, -0.5), (400.0, 0.5))
+    with pytest.raises(DataError, match="prior_box differs from member maf"):
+        bundle(tmp_path / "c", {**records, "nsf": member_record("nsf", 1, box=other)}, combine="best")
+
+
 def test_infer_reads_an_ensemble(tmp_path: Path) -> None:
     """lenspipe infer with an ensemble: its samples, and an OOD score that flags an image any member flags (each
     member's score over its own threshold, the largest of them, threshold 1)."""
@@ -289,6 +363,8 @@ def test_an_ensemble_passes_and_leaves_the_training_params_alone(tiny_config: di
     assert trained_names(tiny_config) == list(before)
     assert {n: training_params(tiny_config, n) for n in before} == before
     assert ensemble_params(tiny_config, "ens") == {"members": ["maf", "nsf"], "weights": [2, 1]}
+    check_config(with_ensemble(tiny_config, members=["maf", "nsf"], combine="best"))
+    assert ensemble_params(tiny_config, "ens") == {"members": ["maf", "nsf"], "combine": "best"}
     with pytest.raises(ConfigError, match="estimators.maf"):
         ensemble_params(tiny_config, "maf")
 
@@ -309,6 +385,11 @@ BAD = [
         "estimators.ens.num_transforms: expected a setting of",
     ),
     ({"members": "maf"}, "estimators.ens.members: expected a list"),
+    ({"members": ["maf", "nsf"], "combine": "median"}, "estimators.ens.combine"),
+    (
+        {"members": ["maf", "nsf"], "combine": "best", "weights": [1, 2]},
+        "estimators.ens.weights: expected no weights with combine: best",
+    ),
 ]
 
 
@@ -351,14 +432,11 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     )
     config = yaml.safe_load(cfg.read_text())
     config["estimators"]["ensemble"] = {"flow": "ensemble", "members": ["maf", "nsf"]}
+    config["estimators"]["best"] = {"flow": "ensemble", "members": ["maf", "nsf"], "combine": "best"}
     path = write_config(other / "config" / "ensemble.yaml", config)
     jobs = dry_run_jobs(other, path)
-    assert jobs == {
-        "ensemble": ["estimator=ensemble"],
-        "sample": ["estimator=ensemble"],
-        "evaluate": ["estimator=ensemble"],
-        "compare": [""],
-    }, jobs
+    both = ["estimator=best", "estimator=ensemble"]
+    assert jobs == {"ensemble": both, "sample": both, "evaluate": both, "compare": [""]}, jobs
     snakemake(["--cores", "2", "--configfile", str(path)], cwd=other)
     out = other / "results" / "test"
     est = posterior.load(out / "train/ensemble/estimator.pt", parameter_names=config["parameters"])
@@ -373,14 +451,22 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     assert (out / "evaluate/ensemble/figures/loss.png").stat().st_size > 1000
     for table in ("r2", "calibration", "cost"):
         frame = pd.read_csv(out / f"compare/{table}.csv")
-        assert "ensemble" in list(frame["estimator"]), table
+        assert {"ensemble", "best"} <= set(frame["estimator"]), table
     cost = pd.read_csv(out / "compare/cost.csv").set_index("estimator")
     assert cost.loc["ensemble", "epochs"] == 4 and np.isnan(cost.loc["ensemble", "best_epoch"])
+    # combine: best: the member of lowest validation loss, sampled as that single flow
+    chosen = min(("maf", "nsf"), key=lambda m: members[("maf", "nsf").index(m)]["best_val_loss"])
+    best = posterior.load(out / "train/best/estimator.pt")
+    assert isinstance(best, posterior.TrainedEstimator) and best.record["selection"]["selected"] == chosen
+    assert best.settings["flow"] == chosen and cost.loc["best", "epochs"] == 4
+    assert cost.loc["best", "best_val_loss"] == pytest.approx(
+        min(m["best_val_loss"] for m in members), abs=1e-3
+    )
     # a member's new settings: that member retrains, the ensemble follows (input dependency); nsf stays
     config["estimators"]["maf"]["hidden_features"] = 64
     jobs = dry_run_jobs(other, write_config(path, config))
-    assert jobs["train"] == ["estimator=maf"] and jobs["ensemble"] == ["estimator=ensemble"]
-    assert jobs["sample"] == ["estimator=ensemble", "estimator=maf"]
+    assert jobs["train"] == ["estimator=maf"] and jobs["ensemble"] == both
+    assert jobs["sample"] == [*both, "estimator=maf"]
 
 
 def test_ensemble_cpu_time_is_unknown_when_a_member_did_not_record_it() -> None:
