@@ -330,7 +330,22 @@ def test_the_three_studies_differ_only_as_documented() -> None:
         assert all(
             isinstance(v, dict) for k, v in realistic["simulation"][obj]["light"].items() if k != "profile"
         )
-    assert list(paper["estimators"]) == ["maf", "nsf", "nsf_16x512", "coupling_resnet"]
+    # the seeds' four, then restarts of their MAF (its settings under other names) and the best of them
+    restarts = ["maf", "maf_2", "maf_3", "maf_4", "maf_5"]
+    assert list(paper["estimators"]) == [
+        "maf",
+        "nsf",
+        "nsf_16x512",
+        "coupling_resnet",
+        *restarts[1:],
+        "maf_best_of_5",
+    ]
+    assert all(paper["estimators"][r] == paper["estimators"]["maf"] for r in restarts)
+    assert paper["estimators"]["maf_best_of_5"] == {
+        "flow": "ensemble",
+        "members": restarts,
+        "combine": "best",
+    }
     assert list(survey["estimators"]) == list(realistic["estimators"]) == ["maf", "nsf"]
     assert all(survey["estimators"][e] == paper["estimators"][e] for e in survey["estimators"])
     for cfg in (paper, survey, realistic):
@@ -380,7 +395,9 @@ def test_each_study_is_one_command(tmp_path, study: str) -> None:
     out = proc.stdout
     assert f"results/{study}/compare/r2.csv" in out
     assert out.count("rule simulate:") == cfg["simulation"]["n_shards"]
-    assert out.count("rule train:") == len(cfg["estimators"]) and not (work / "results").exists()
+    ensembles = [e for e, entry in cfg["estimators"].items() if entry["flow"] == "ensemble"]
+    assert out.count("rule train:") == len(cfg["estimators"]) - len(ensembles)
+    assert out.count("rule ensemble:") == len(ensembles) and not (work / "results").exists()
 
 
 def test_schema_fills_its_defaults_once(tiny_config: dict) -> None:
