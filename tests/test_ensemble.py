@@ -95,6 +95,11 @@ def bundle(
         **({"weights": weights} if weights else {}),
         **({"combine": combine} if combine else {}),
     }
+    return run_stage(files, out, settings, name)
+
+
+def run_stage(files: list[dict[str, Path]], out: Path, settings: dict, name: str) -> Path:
+    """The ensemble stage on the members' files (write_member's), its outputs in `out`; the estimator.pt."""
     ensemble(
         members=[f["estimator"] for f in files],
         summaries=[f["summary"] for f in files],
@@ -288,18 +293,7 @@ def test_combine_best_refuses_losses_that_do_not_compare(tmp_path: Path) -> None
     data = json.loads(files[1]["summary"].read_text())
     files[1]["summary"].write_text(json.dumps({**data, "n_validation": 9}))
     with pytest.raises(DataError, match="validated on 9 pairs, maf on 8"):
-        ensemble(
-            members=[f["estimator"] for f in files],
-            summaries=[f["summary"] for f in files],
-            epochs=[f["epochs"] for f in files],
-            outputs={
-                "estimator": tmp_path / "o.pt",
-                "epochs": tmp_path / "e.csv",
-                "summary": tmp_path / "s.json",
-            },
-            settings={"members": list(records), "combine": "best"},
-            estimator="ens",
-        )
+        run_stage(files, tmp_path / "out", {"members": list(records), "combine": "best"}, "ens")
     other = PriorBox(("sigma_v", "e1"), (150.0, -0.5), (400.0, 0.5))
     with pytest.raises(DataError, match="prior_box differs from member maf"):
         bundle(tmp_path / "c", {**records, "nsf": member_record("nsf", 1, box=other)}, combine="best")
