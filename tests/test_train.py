@@ -401,12 +401,13 @@ def test_training_params_of_the_shipped_configs_are_unchanged(name: str) -> None
 
     config = load_config(REPO / "config" / name)
     check_config(config)
-    assert {e: _params_hash(training_params(config, e)) for e in config["estimators"]} == PARAMS_BEFORE[name]
+    # the estimators that existed then (estimators added since, e.g. the paper study's MAF restarts, are new jobs)
+    assert {e: _params_hash(training_params(config, e)) for e in PARAMS_BEFORE[name]} == PARAMS_BEFORE[name]
     # Spelling out the optional settings' defaults changes nothing either (the plateau's own keys need plateau).
     plateau_only = ("lr_decay", "lr_patience", "min_learning_rate")
     config["training"].update({k: v for k, v in OPTIONAL_TRAINING.items() if k not in plateau_only})
     check_config(config)
-    assert {e: _params_hash(training_params(config, e)) for e in config["estimators"]} == PARAMS_BEFORE[name]
+    assert {e: _params_hash(training_params(config, e)) for e in PARAMS_BEFORE[name]} == PARAMS_BEFORE[name]
     # A setting that changes training is in the params.
     config["training"]["schedule"] = "cosine"
     assert training_params(config, "maf")["training"]["schedule"] == "cosine"
