@@ -29,14 +29,11 @@ from typing import Any
 from lenspipe import atomic
 from lenspipe.errors import DataError
 from lenspipe.provenance import file_sha256
+from lenspipe.rule_params import ENSEMBLE_BEST, ENSEMBLE_FLOW, ENSEMBLE_MIXTURE
 
 log = logging.getLogger(__name__)
 
-FLOW = "ensemble"
-MIXTURE, BEST = (
-    "mixture",
-    "best",
-)  # `combine`: the mixture of the members, or the member of lowest validation loss
+FLOW = ENSEMBLE_FLOW  # the config's flow name (lenspipe.rule_params), in the records and summaries
 # What every member must share with the first: the mixture is one posterior over one parameter set and image.
 SHARED = ("parameter_names", "prior_box", "bands", "image_shape", "normalisation", "derived")
 # What the ensemble's record takes from its first member: inference on observed images (lenspipe.infer) reads the
@@ -55,22 +52,24 @@ def ensemble(
 ) -> dict[str, Any]:
     """Rule ensemble: the members' estimator.pt (in settings["members"] order) -> the ensemble's outputs."""
     names = list(settings["members"])
-    combine = str(settings.get("combine", MIXTURE))
     if not len(members) == len(summaries) == len(epochs) == len(names):
         raise ValueError(f"one estimator, summary and epochs file per member of {names}")
     records = [read_member(path) for path in members]
     check_shared(estimator, names, records, members)
     member_summaries = {n: read_summary(p) for n, p in zip(names, summaries, strict=True)}
-    if combine == BEST:
-        chosen = best_member(names, member_summaries, summaries)
-        weights = [1.0 if n == chosen else 0.0 for n in names]
-        record = selected_record(estimator, names, chosen, records[names.index(chosen)], member_summaries)
+    # combine: best -> the one member kept (None: the members' mixture)
+    selected = (
+        best_member(names, member_summaries, summaries)
+        if settings.get("combine", ENSEMBLE_MIXTURE) == ENSEMBLE_BEST
+        else None
+    )
+    if selected:
+        weights = [1.0 if n == selected else 0.0 for n in names]
+        record = selected_record(estimator, names, selected, records[names.index(selected)], member_summaries)
     else:
         weights = normalised_weights(settings.get("weights"), len(names))
-        record = bundle(estimator, names, weights, records, members)
-    summary = ensemble_summary(
-        estimator, names, weights, member_summaries, selected=chosen if combine == BEST else None
-    )
+        record = bundle(estimator, names, weights, records)
+    summary = ensemble_summary(estimator, names, weights, member_summaries, selected=selected)
     from lenspipe import provenance
     from lenspipe.posterior import save
 
@@ -82,10 +81,14 @@ def ensemble(
             outputs["provenance"], {"settings": dict(settings), "members": files}, {}, rule="ensemble"
         )
     atomic.write_json(outputs["summary"], summary)
-    if combine == BEST:
+    if selected:
         losses = ", ".join(f"{n} {member_summaries[n]['best_val_loss']:.4g}" for n in names)
         log.info(
-            "%s: %s, the lowest validation loss of %s -> %s", estimator, chosen, losses, outputs["estimator"]
+            "%s: %s, the lowest validation loss of %s -> %s",
+            estimator,
+            selected,
+            losses,
+            outputs["estimator"],
         )
     else:
         log.info(
@@ -127,7 +130,7 @@ def selected_record(
         **dict(record),
         "estimator": name,
         "selection": {
-            "combine": BEST,
+            "combine": ENSEMBLE_BEST,
             "members": list(names),
             "selected": chosen,
             "best_val_loss": {n: float(summaries[n]["best_val_loss"]) for n in names},
@@ -187,14 +190,10 @@ def check_shared(
 
 
 def bundle(
-    name: str,
-    names: Sequence[str],
-    weights: Sequence[float],
-    records: Sequence[Mapping[str, Any]],
-    paths: Sequence[str | os.PathLike[str]],
+    name: str, names: Sequence[str], weights: Sequence[float], records: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
-    """The ensemble's estimator record: what its members share, the first's observing record, every member whole."""
-    check_shared(name, names, records, paths)
+    """The mixture's estimator record (members already checked by check_shared): what its members share, the
+    first's observing record, every member whole."""
     first = records[0]
     out: dict[str, Any] = {
         "format": first["format"],
@@ -237,7 +236,7 @@ def ensemble_summary(
         "epochs": sum(int(s["epochs"]) for s in parts),
         "best_epoch": summaries[selected].get("best_epoch") if selected else None,
         "best_val_loss": summaries[selected].get("best_val_loss") if selected else None,
-        **({"combine": BEST, "selected": selected} if selected else {}),
+        **({"combine": ENSEMBLE_BEST, "selected": selected} if selected else {}),
         "wall_time_s": round(wall, 3),
         "fit_time_s": round(sum(float(s.get("fit_time_s") or 0.0) for s in parts), 3),
         "cpu_time_s": round(sum(float(s["cpu_time_s"]) for s in parts), 3)

@@ -95,7 +95,9 @@ def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
 
 ENSEMBLE_FLOW = "ensemble"
 ENSEMBLE_KEYS = ("flow", "members", "weights", "combine")
-ENSEMBLE_COMBINE = ("mixture", "best")
+# `combine`: the mixture of the members (the default), or only the member of lowest validation loss
+ENSEMBLE_MIXTURE, ENSEMBLE_BEST = "mixture", "best"
+ENSEMBLE_COMBINE = (ENSEMBLE_MIXTURE, ENSEMBLE_BEST)
 
 
 def is_ensemble(entry: Mapping[str, Any]) -> bool:
@@ -151,11 +153,11 @@ def check_ensembles(config: Mapping[str, Any]) -> None:
         if len(set(members)) != len(members):
             duplicate = next(m for m in members if members.count(m) > 1)
             raise ConfigError(f"{key}.members", "each member once (use weights to weigh one more)", duplicate)
-        combine = entry.get("combine", "mixture")
+        combine = entry.get("combine", ENSEMBLE_MIXTURE)
         if combine not in ENSEMBLE_COMBINE:
             raise ConfigError(f"{key}.combine", " or ".join(ENSEMBLE_COMBINE), combine)
         weights = entry.get("weights")
-        if weights is not None and combine == "best":
+        if weights is not None and combine == ENSEMBLE_BEST:
             raise ConfigError(
                 f"{key}.weights",
                 "no weights with combine: best (it keeps one member, not a mixture)",
