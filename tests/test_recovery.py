@@ -3,9 +3,7 @@ end to end on the tiny study's NSF (numbers meaningless there: two epochs of tra
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +14,14 @@ import yaml
 from lenspipe.deeplens import observing_conditions, per_second_zero_points
 from lenspipe.fits_io import Calibration, parse_image, read_observed
 
+from .conftest import load_benchmark
+
 REPO = Path(__file__).resolve().parent.parent
 STUDY_ZP = {"g": 31.55, "r": 31.284, "i": 31.608}
 
 
 def load_recovery():  # noqa: ANN201 - the benchmark module
-    spec = importlib.util.spec_from_file_location("recovery", REPO / "benchmarks" / "recovery.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recovery")
 
 
 def test_decam_fits_read_back_in_the_study_units(tmp_path: Path) -> None:

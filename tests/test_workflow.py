@@ -13,7 +13,7 @@ import yaml
 
 from lenspipe.store import open_store
 
-from .conftest import copy_workflow, snakemake, write_config
+from .conftest import copy_workflow, load_benchmark, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -185,15 +185,7 @@ def test_second_run_gives_identical_outputs(finished_run: tuple[Path, Path], tmp
 
 def test_stage_times_table_reads_every_stage(finished_run: tuple[Path, Path]) -> None:
     """benchmarks/stage_times.py (the README's per-stage wall times) counts every job of the finished run."""
-    import importlib.util
-    import sys
-
-    from .conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("stage_times", REPO / "benchmarks" / "stage_times.py")
-    stage_times = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = stage_times  # its dataclass looks its module up there
-    spec.loader.exec_module(stage_times)
+    stage_times = load_benchmark("stage_times")
     work, _ = finished_run
     bench = work / "results" / "test" / "benchmarks"
     rows = {
