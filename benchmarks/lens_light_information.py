@@ -1,0 +1,227 @@
+"""How much of z_l do a physical-light study's images hold, and how much of it did a trained estimator encode?
+
+Issue 17's oracle (lenspipe.limits: k-NN of each parameter on the true lens magnitudes, colours, size and theta_E)
+uses noise-free values. This script measures, on one study's split stores:
+
+  oracle             the compare rule's oracle row
+  oracle + noise     the same with each image's photometric error added to the true magnitudes: a matched filter
+                     on the image's own background noise (metadata), for a Gaussian of the lens's half-light radius
+                     convolved with the seeing (a lower bound on the error of a real measurement)
+  apertures          regressions on the images' fluxes in circular apertures (1", 2", 4") per band and their
+                     colours: no light model, so the arcs' light inside the apertures counts (k-NN as the oracle,
+                     and gradient boosting)
+  probe              with --estimator: linear (ridge) and k-NN regressions on the trained estimator's embedding
+                     features: what the net encoded, whatever its flow made of it
+  regression CNN     with --regress-epochs N: the study's CNN (or --channels/--hidden/--features) and a linear layer
+                     trained N epochs by mean-squared error on the six standardised parameters (Adam 5e-4, batch
+                     50, seeded; images standardised per band, or --asinh: arcsinh(pixel / band's background
+                     noise) first): what the CNN can read when asked for point estimates, not posteriors
+
+and prints R^2 per parameter on the test set, one row each (the k-NN rows are lenspipe.limits' regression, which
+leaves theta_E out: the oracle has it among its features).
+
+Usage: .venv/bin/python benchmarks/lens_light_information.py --split results/physical/split \
+       [--estimator results/physical/train/nsf/estimator.pt] [--regress-epochs 40 [--asinh]] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lenspipe.depth import FWHM_PER_SIGMA, image_depths
+from lenspipe.embedding import EmbeddingSettings, LensCNN
+from lenspipe.lenslight import PREFIX
+from lenspipe.limits import lens_light_features, lens_light_limits
+from lenspipe.store import Store, open_store
+
+APERTURES_ARCSEC = (1.0, 2.0, 4.0)
+GAUSSIAN_HALF_LIGHT = 1.1774  # half-light radius of a circular Gaussian, in units of its sigma
+MAG_PER_LN = 2.5 / np.log(10.0)
+
+
+def noisy_features(store: Store, rng: np.random.Generator) -> np.ndarray:
+    """The oracle's features with each band's magnitude perturbed by its photometric error on this image."""
+    meta, names = store.metadata(), store.parameter_names
+    features = lens_light_features(meta, store.theta, names)
+    if features is None:
+        raise SystemExit(
+            f"{store.path}: no physical lens light in the metadata (simulation.lens.light.model)"
+        )
+    features = features.copy()
+    bands = list(store.bands)
+    depths = image_depths(meta, bands)
+    sigma_gal = meta[f"{PREFIX}R_sersic"].to_numpy(float) / GAUSSIAN_HALF_LIGHT
+    for k, band in enumerate(bands):
+        sigma_psf = meta[f"seeing-{band}"].to_numpy(float) / FWHM_PER_SIGMA
+        # 10 sigma at the point-source depth; an extended lens spreads over a larger noise-equivalent area
+        snr = 10.0 * 10 ** (-0.4 * (features[:, k] - depths[f"depth_10sigma-{band}"].to_numpy()))
+        snr *= np.sqrt(sigma_psf**2 / (sigma_psf**2 + sigma_gal**2))
+        features[:, k] += rng.normal(size=len(features)) * MAG_PER_LN / snr
+    n = len(bands)
+    features[:, n : 2 * n - 1] = features[:, : n - 1] - features[:, 1:n]
+    return features
+
+
+def aperture_features(store: Store) -> np.ndarray:
+    """-2.5 log10 of each band's flux in each aperture (centred on the grid), and neighbouring-band colours."""
+    pixel_scale = float(store.metadata()[f"pixel_scale-{store.bands[0]}"].iloc[0])
+    height, width = store.images.shape[2:]
+    yy, xx = np.mgrid[:height, :width]
+    radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) * pixel_scale
+    blocks = []
+    for images in store.iter_images():
+        images = np.asarray(images, float)
+        blocks.append(
+            np.concatenate([images[:, :, radius < r].sum(axis=2) for r in APERTURES_ARCSEC], axis=1)
+        )
+    mags = -2.5 * np.log10(np.clip(np.concatenate(blocks), 1e-3, None))
+    n = len(store.bands)
+    colours = [
+        mags[:, a * n : a * n + n - 1] - mags[:, a * n + 1 : a * n + n] for a in range(len(APERTURES_ARCSEC))
+    ]
+    return np.column_stack([mags, *colours])
+
+
+def embedding_features(path: Path, store: Store) -> np.ndarray:
+    """The trained estimator's embedding-net outputs for every image of the store."""
+    from lenspipe.posterior import load
+
+    estimator = load(path)
+    net = estimator.estimator.embedding_net
+    with torch.no_grad():
+        return np.concatenate(
+            [net(torch.from_numpy(np.asarray(b, np.float32))).numpy() for b in store.iter_images()]
+        )
+
+
+def regression_cnn_r2(
+    train: Store, test: Store, settings: EmbeddingSettings, epochs: int, asinh: bool, seed: int
+) -> dict[str, float]:
+    """R^2 per parameter of a CNN + linear layer trained by mean-squared error on standardised parameters."""
+    from tqdm import tqdm
+
+    def prepare(images: np.ndarray) -> np.ndarray:
+        return np.arcsinh(images / noise[None, :, None, None]) if asinh else images
+
+    x_train, x_test = train.load_images(), test.load_images()
+    border = np.ones(x_train.shape[2:], bool)
+    border[2:-2, 2:-2] = False
+    edge = x_train[:, :, border]  # (n, bands, border pixels): the background's robust sigma per band
+    noise = 1.4826 * np.median(np.abs(edge - np.median(edge, axis=(0, 2), keepdims=True)), axis=(0, 2))
+    x_train, x_test = prepare(x_train), prepare(x_test)
+    mean, std = x_train.mean(axis=(0, 2, 3), keepdims=True), x_train.std(axis=(0, 2, 3), keepdims=True)
+    x_train = torch.from_numpy(((x_train - mean) / std).astype(np.float32))
+    x_test = torch.from_numpy(((x_test - mean) / std).astype(np.float32))
+    t_mean, t_std = train.theta.mean(axis=0), train.theta.std(axis=0)
+    y_train = torch.from_numpy(((train.theta - t_mean) / t_std).astype(np.float32))
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(
+        LensCNN(settings, x_train.shape[1:]), torch.nn.Linear(settings.features, y_train.shape[1])
+    )
+    optimizer = torch.optim.Adam(net.parameters(), lr=5e-4)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(epochs), desc="regression CNN"):
+        net.train()
+        for index in torch.randperm(len(x_train), generator=generator).split(50):
+            optimizer.zero_grad()
+            ((net(x_train[index]) - y_train[index]) ** 2).mean().backward()
+            optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        predicted = np.concatenate([net(b).numpy() for b in x_test.split(256)]) * t_std + t_mean
+    total = ((test.theta - test.theta.mean(axis=0)) ** 2).sum(axis=0)
+    r2 = 1.0 - ((test.theta - predicted) ** 2).sum(axis=0) / total
+    return {n: float(r2[j]) for j, n in enumerate(test.parameter_names)}
+
+
+def boosting_r2(train_x: np.ndarray, test_x: np.ndarray, train: Store, test: Store) -> dict[str, float]:
+    """Gradient-boosting R^2 per parameter (theta_E included)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.metrics import r2_score
+
+    return {
+        name: float(
+            r2_score(
+                test.theta[:, j],
+                HistGradientBoostingRegressor(max_iter=300, random_state=0)
+                .fit(train_x, train.theta[:, j])
+                .predict(test_x),
+            )
+        )
+        for j, name in enumerate(test.parameter_names)
+    }
+
+
+def ridge_r2(train_x: np.ndarray, test_x: np.ndarray, train: Store, test: Store) -> dict[str, float]:
+    """Ridge-regression R^2 per parameter on standardised features (the penalty by cross-validation)."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.metrics import r2_score
+
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0) + 1e-12
+    model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit((train_x - mean) / std, train.theta)
+    predicted = model.predict((test_x - mean) / std)
+    return {n: float(r2_score(test.theta[:, j], predicted[:, j])) for j, n in enumerate(test.parameter_names)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True, help="the study's split folder (train.zarr, test.zarr)")
+    parser.add_argument("--estimator", help="a trained estimator.pt to probe")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the photometric noise and the regression CNN"
+    )
+    parser.add_argument(
+        "--regress-epochs", type=int, default=0, help="train the regression CNN this many epochs"
+    )
+    parser.add_argument("--asinh", action="store_true", help="regression CNN on arcsinh-stretched pixels")
+    parser.add_argument(
+        "--channels", type=int, nargs="+", default=[8, 16, 32], help="regression CNN (seeds')"
+    )
+    parser.add_argument("--hidden", type=int, default=32, help="regression CNN's hidden dense units")
+    parser.add_argument("--features", type=int, default=16, help="regression CNN's output features")
+    args = parser.parse_args()
+    train, test = (open_store(Path(args.split) / f"{p}.zarr", verify=False) for p in ("train", "test"))
+    names = test.parameter_names
+    rows: dict[str, dict[str, float | None]] = {}
+    true_train = lens_light_features(train.metadata(), train.theta, names)
+    true_test = lens_light_features(test.metadata(), test.theta, names)
+    if true_train is None or true_test is None:
+        raise SystemExit(
+            f"{args.split}: no physical lens light in the metadata (simulation.lens.light.model)"
+        )
+    rows["oracle (true light + theta_E, k-NN)"] = lens_light_limits(
+        true_train, true_test, train.theta, test.theta, names
+    )
+    rng = np.random.default_rng(args.seed)
+    noisy_train, noisy_test = noisy_features(train, rng), noisy_features(test, rng)
+    rows["oracle + photometric noise (k-NN)"] = lens_light_limits(
+        noisy_train, noisy_test, train.theta, test.theta, names
+    )
+    ap_train, ap_test = aperture_features(train), aperture_features(test)
+    rows["apertures (k-NN)"] = lens_light_limits(ap_train, ap_test, train.theta, test.theta, names)
+    rows["apertures (gradient boosting)"] = boosting_r2(ap_train, ap_test, train, test)
+    if args.estimator:
+        emb_train = embedding_features(Path(args.estimator), train)
+        emb_test = embedding_features(Path(args.estimator), test)
+        rows["estimator's embedding (ridge)"] = ridge_r2(emb_train, emb_test, train, test)
+        rows["estimator's embedding (k-NN)"] = lens_light_limits(
+            emb_train, emb_test, train.theta, test.theta, names
+        )
+    if args.regress_epochs > 0:
+        settings = EmbeddingSettings(tuple(args.channels), args.hidden, args.features)
+        label = f"regression CNN ({args.regress_epochs} epochs{', asinh' if args.asinh else ''})"
+        rows[label] = regression_cnn_r2(train, test, settings, args.regress_epochs, args.asinh, args.seed)
+    print(f"R^2 on {len(test)} test images ({args.split})")
+    print("| features | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for label, r2 in rows.items():
+        cells = ["--" if r2.get(n) is None else f"{r2[n]:.3f}" for n in names]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
