@@ -30,6 +30,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lenspipe.depth import FWHM_PER_SIGMA, image_depths
@@ -43,16 +44,12 @@ GAUSSIAN_HALF_LIGHT = 1.1774  # half-light radius of a circular Gaussian, in uni
 MAG_PER_LN = 2.5 / np.log(10.0)
 
 
-def noisy_features(store: Store, rng: np.random.Generator) -> np.ndarray:
-    """The oracle's features with each band's magnitude perturbed by its photometric error on this image."""
-    meta, names = store.metadata(), store.parameter_names
-    features = lens_light_features(meta, store.theta, names)
-    if features is None:
-        raise SystemExit(
-            f"{store.path}: no physical lens light in the metadata (simulation.lens.light.model)"
-        )
+def noisy_features(
+    features: np.ndarray, meta: pd.DataFrame, bands: list[str], rng: np.random.Generator
+) -> np.ndarray:
+    """The oracle's `features` (lenspipe.limits.lens_light_features of `meta`) with each band's magnitude perturbed
+    by its photometric error on that image, and the colours recomputed from the perturbed magnitudes."""
     features = features.copy()
-    bands = list(store.bands)
     depths = image_depths(meta, bands)
     sigma_gal = meta[f"{PREFIX}R_sersic"].to_numpy(float) / GAUSSIAN_HALF_LIGHT
     for k, band in enumerate(bands):
@@ -66,9 +63,8 @@ def noisy_features(store: Store, rng: np.random.Generator) -> np.ndarray:
     return features
 
 
-def aperture_features(store: Store) -> np.ndarray:
+def aperture_features(store: Store, pixel_scale: float) -> np.ndarray:
     """-2.5 log10 of each band's flux in each aperture (centred on the grid), and neighbouring-band colours."""
-    pixel_scale = float(store.metadata()[f"pixel_scale-{store.bands[0]}"].iloc[0])
     height, width = store.images.shape[2:]
     yy, xx = np.mgrid[:height, :width]
     radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) * pixel_scale
@@ -86,12 +82,8 @@ def aperture_features(store: Store) -> np.ndarray:
     return np.column_stack([mags, *colours])
 
 
-def embedding_features(path: Path, store: Store) -> np.ndarray:
-    """The trained estimator's embedding-net outputs for every image of the store."""
-    from lenspipe.posterior import load
-
-    estimator = load(path)
-    net = estimator.estimator.embedding_net
+def embedding_features(net: torch.nn.Module, store: Store) -> np.ndarray:
+    """A trained estimator's embedding-net outputs for every image of the store."""
     with torch.no_grad():
         return np.concatenate(
             [net(torch.from_numpy(np.asarray(b, np.float32))).numpy() for b in store.iter_images()]
@@ -102,6 +94,7 @@ def regression_cnn_r2(
     train: Store, test: Store, settings: EmbeddingSettings, epochs: int, asinh: bool, seed: int
 ) -> dict[str, float]:
     """R^2 per parameter of a CNN + linear layer trained by mean-squared error on standardised parameters."""
+    from sklearn.metrics import r2_score
     from tqdm import tqdm
 
     def prepare(images: np.ndarray) -> np.ndarray:
@@ -133,8 +126,7 @@ def regression_cnn_r2(
     net.eval()
     with torch.no_grad():
         predicted = np.concatenate([net(b).numpy() for b in x_test.split(256)]) * t_std + t_mean
-    total = ((test.theta - test.theta.mean(axis=0)) ** 2).sum(axis=0)
-    r2 = 1.0 - ((test.theta - predicted) ** 2).sum(axis=0) / total
+    r2 = r2_score(test.theta, predicted, multioutput="raw_values")
     return {n: float(r2[j]) for j, n in enumerate(test.parameter_names)}
 
 
@@ -186,27 +178,32 @@ def main() -> None:
     args = parser.parse_args()
     train, test = (open_store(Path(args.split) / f"{p}.zarr", verify=False) for p in ("train", "test"))
     names = test.parameter_names
-    rows: dict[str, dict[str, float | None]] = {}
-    true_train = lens_light_features(train.metadata(), train.theta, names)
-    true_test = lens_light_features(test.metadata(), test.theta, names)
+    metas = [train.metadata(), test.metadata()]
+    true_train = lens_light_features(metas[0], train.theta, names)
+    true_test = lens_light_features(metas[1], test.theta, names)
     if true_train is None or true_test is None:
         raise SystemExit(
             f"{args.split}: no physical lens light in the metadata (simulation.lens.light.model)"
         )
+    rows: dict[str, dict[str, float | None]] = {}
     rows["oracle (true light + theta_E, k-NN)"] = lens_light_limits(
         true_train, true_test, train.theta, test.theta, names
     )
     rng = np.random.default_rng(args.seed)
-    noisy_train, noisy_test = noisy_features(train, rng), noisy_features(test, rng)
+    noisy_train = noisy_features(true_train, metas[0], train.bands, rng)
+    noisy_test = noisy_features(true_test, metas[1], test.bands, rng)
     rows["oracle + photometric noise (k-NN)"] = lens_light_limits(
         noisy_train, noisy_test, train.theta, test.theta, names
     )
-    ap_train, ap_test = aperture_features(train), aperture_features(test)
+    pixel_scale = float(metas[0][f"pixel_scale-{train.bands[0]}"].iloc[0])
+    ap_train, ap_test = aperture_features(train, pixel_scale), aperture_features(test, pixel_scale)
     rows["apertures (k-NN)"] = lens_light_limits(ap_train, ap_test, train.theta, test.theta, names)
     rows["apertures (gradient boosting)"] = boosting_r2(ap_train, ap_test, train, test)
     if args.estimator:
-        emb_train = embedding_features(Path(args.estimator), train)
-        emb_test = embedding_features(Path(args.estimator), test)
+        from lenspipe.posterior import load
+
+        net = load(args.estimator).estimator.embedding_net
+        emb_train, emb_test = embedding_features(net, train), embedding_features(net, test)
         rows["estimator's embedding (ridge)"] = ridge_r2(emb_train, emb_test, train, test)
         rows["estimator's embedding (k-NN)"] = lens_light_limits(
             emb_train, emb_test, train.theta, test.theta, names

@@ -41,9 +41,8 @@ class Job:
     cpu_seconds: float
     max_rss_mb: float
     end: float
-    segment_seconds: float | None = (
-        None  # the benchmark file's seconds when a record's (resumed) total is larger
-    )
+    # the benchmark file's seconds when the job's record (its total over resumed segments) is larger
+    segment_seconds: float | None = None
 
     @property
     def start(self) -> float:
@@ -74,13 +73,13 @@ def read_jobs(folder: Path) -> list[Job]:
             )
         )
     if folder.name in RECORDS:
-        jobs = [_with_record(job, folder.parent.parent / folder.name / job.name) for job in jobs]
+        jobs = [_with_record(job, folder.name, folder.parent.parent / folder.name / job.name) for job in jobs]
     return jobs
 
 
-def _with_record(job: Job, outputs: Path) -> Job:
+def _with_record(job: Job, stage: str, outputs: Path) -> Job:
     """The job with its own record's wall and CPU totals where they exceed the benchmark file's (a resumed job)."""
-    name, wall_key, cpu_key = RECORDS[outputs.parent.name]
+    name, wall_key, cpu_key = RECORDS[stage]
     try:
         record = json.loads((outputs / name).read_text())
     except (OSError, ValueError):

@@ -41,7 +41,7 @@ def test_apertures_sum_the_pixels_inside_each_radius(tmp_path: Path) -> None:
     """Every aperture (1", 2", 4") holds the lit pixel (0.19" from the centre): -2.5 log10 of its flux, colours 2.5."""
     info = load_benchmark("lens_light_information")
     store = open_store(_store(tmp_path / "s.zarr", 4, 5.0, np.random.default_rng(0)), verify=False)
-    features = info.aperture_features(store)
+    features = info.aperture_features(store, PIXEL_SCALE)
     n_ap = len(info.APERTURES_ARCSEC)
     assert features.shape == (4, 2 * n_ap + n_ap)
     np.testing.assert_allclose(features[:, 0 : 2 * n_ap : 2], -5.0)  # g: flux 100
@@ -57,8 +57,9 @@ def test_photometric_noise_follows_the_depth(tmp_path: Path, depth_offset: float
     store = open_store(
         _store(tmp_path / "s.zarr", 4000, depth_offset, np.random.default_rng(1)), verify=False
     )
-    true = info.lens_light_features(store.metadata(), store.theta, store.parameter_names)
-    noisy = info.noisy_features(store, np.random.default_rng(2))
+    meta = store.metadata()
+    true = info.lens_light_features(meta, store.theta, store.parameter_names)
+    noisy = info.noisy_features(true, meta, store.bands, np.random.default_rng(2))
     expected = 2.5 / np.log(10.0) / (10.0 * 10 ** (0.4 * depth_offset))
     assert np.std(noisy[:, :2] - true[:, :2], axis=0) == pytest.approx([expected, expected], rel=0.05)
     np.testing.assert_allclose(noisy[:, 2], noisy[:, 0] - noisy[:, 1])
