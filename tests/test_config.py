@@ -356,9 +356,21 @@ def test_the_three_studies_differ_only_as_documented() -> None:
     assert survey["simulation"].pop("exposures") == 1
     realistic["simulation"].pop("sky_noise"), realistic["simulation"].pop("exposures")
     assert survey == paper
-    # realistic also trains until converged (issue 13); the paper and survey studies keep the seeds' setting
-    converging = {"schedule", "lr_decay", "lr_patience", "min_learning_rate", "smoothing", "augment"}
+    # realistic also trains until converged (issue 13), with a wider embedding head; the paper and survey studies
+    # keep the seeds' setting
+    converging = {
+        "schedule",
+        "lr_decay",
+        "lr_patience",
+        "min_learning_rate",
+        "smoothing",
+        "min_delta",
+        "augment",
+    }
     assert converging.isdisjoint(survey["training"]) and converging <= set(realistic["training"])
+    assert survey["embedding"] == {"channels": [8, 16, 32], "hidden_features": 32, "features": 16}
+    assert realistic.pop("embedding") == {"channels": [8, 16, 32], "hidden_features": 128, "features": 32}
+    survey.pop("embedding")
     assert (
         realistic["training"].pop("stop_after_epochs") == 30
         and survey["training"].pop("stop_after_epochs") == 20
