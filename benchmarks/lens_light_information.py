@@ -18,10 +18,19 @@ uses noise-free values. This script measures, on one study's split stores:
                      noise) first): what the CNN can read when asked for point estimates, not posteriors
 
 and prints R^2 per parameter on the test set, one row each (the k-NN rows are lenspipe.limits' regression, which
-leaves theta_E out: the oracle has it among its features).
+leaves theta_E out: the oracle has it among its features). Two more rows split the oracle: the true colours alone,
+and the true magnitudes, size and theta_E without the colours (which of the lens light's features carry z_l).
+--train-images N trains the regression CNN on the first N training images only, for `--regress-epochs` x (all / N)
+epochs, so that every N takes the same number of gradient steps (a learning curve: is the CNN short of images?).
+
+A second table says how much of each band's light is the lens's: per band, the median ratio of the image's total
+flux to the lens's (from its magnitude and the band's zero point: the images are in counts per second), the
+fraction of images whose lensed arcs (all light but the lens's) outshine the lens, and the correlation of the
+central 4x4-pixel colour with the lens's true colour (what a photometric redshift of the lens measures, blended).
 
 Usage: .venv/bin/python benchmarks/lens_light_information.py --split results/physical/split \
-       [--estimator results/physical/train/nsf/estimator.pt] [--regress-epochs 40 [--asinh]] [--seed 0]
+       [--estimator results/physical/train/nsf/estimator.pt] [--regress-epochs 40 [--asinh] [--train-images N]]
+       [--seed 0]
 """
 
 from __future__ import annotations
@@ -91,16 +100,24 @@ def embedding_features(net: torch.nn.Module, store: Store) -> np.ndarray:
 
 
 def regression_cnn_r2(
-    train: Store, test: Store, settings: EmbeddingSettings, epochs: int, asinh: bool, seed: int
+    train: Store,
+    test: Store,
+    settings: EmbeddingSettings,
+    epochs: int,
+    asinh: bool,
+    seed: int,
+    train_images: int | None = None,
 ) -> dict[str, float]:
-    """R^2 per parameter of a CNN + linear layer trained by mean-squared error on standardised parameters."""
+    """R^2 per parameter of a CNN + linear layer trained by mean-squared error on standardised parameters (on the
+    first `train_images` training images, all by default)."""
     from sklearn.metrics import r2_score
     from tqdm import tqdm
 
     def prepare(images: np.ndarray) -> np.ndarray:
         return np.arcsinh(images / noise[None, :, None, None]) if asinh else images
 
-    x_train, x_test = train.load_images(), test.load_images()
+    x_train, x_test = train.load_images()[:train_images], test.load_images()
+    theta_train = train.theta[:train_images]
     border = np.ones(x_train.shape[2:], bool)
     border[2:-2, 2:-2] = False
     edge = x_train[:, :, border]  # (n, bands, border pixels): the background's robust sigma per band
@@ -109,8 +126,8 @@ def regression_cnn_r2(
     mean, std = x_train.mean(axis=(0, 2, 3), keepdims=True), x_train.std(axis=(0, 2, 3), keepdims=True)
     x_train = torch.from_numpy(((x_train - mean) / std).astype(np.float32))
     x_test = torch.from_numpy(((x_test - mean) / std).astype(np.float32))
-    t_mean, t_std = train.theta.mean(axis=0), train.theta.std(axis=0)
-    y_train = torch.from_numpy(((train.theta - t_mean) / t_std).astype(np.float32))
+    t_mean, t_std = theta_train.mean(axis=0), theta_train.std(axis=0)
+    y_train = torch.from_numpy(((theta_train - t_mean) / t_std).astype(np.float32))
     torch.manual_seed(seed)
     net = torch.nn.Sequential(
         LensCNN(settings, x_train.shape[1:]), torch.nn.Linear(settings.features, y_train.shape[1])
@@ -128,6 +145,55 @@ def regression_cnn_r2(
         predicted = np.concatenate([net(b).numpy() for b in x_test.split(256)]) * t_std + t_mean
     r2 = r2_score(test.theta, predicted, multioutput="raw_values")
     return {n: float(r2[j]) for j, n in enumerate(test.parameter_names)}
+
+
+def oracle_feature_sets(features: np.ndarray, bands: list[str]) -> dict[str, np.ndarray]:
+    """The oracle's features (lenspipe.limits.lens_light_features: magnitudes, colours, log size, theta_E) split
+    into the true colours alone, and everything but the colours."""
+    n = len(bands)
+    return {
+        "oracle: true colours only": features[:, n : 2 * n - 1],
+        "oracle: magnitudes, size, theta_E (no colours)": np.delete(features, np.s_[n : 2 * n - 1], axis=1),
+    }
+
+
+CENTRAL_PIXELS = 4
+
+
+def blending(store: Store, meta: pd.DataFrame) -> pd.DataFrame:
+    """Per band: the median of (image flux / lens flux), the fraction of images whose lensed light (all but the
+    lens's) outshines the lens, and the correlation of the central pixels' colour with the lens's true colour.
+
+    The lens flux is 10^(-0.4 (m - zero point)) counts per second (the images' unit); its light beyond the stamp
+    counts as the arcs' (a few per cent for the largest de Vaucouleurs lenses).
+    """
+    totals, centres = [], []
+    for images in store.iter_images():
+        images = np.asarray(images, float)
+        h, w = images.shape[2:]
+        lo_y, lo_x = (h - CENTRAL_PIXELS) // 2, (w - CENTRAL_PIXELS) // 2
+        totals.append(images.sum(axis=(2, 3)))
+        centres.append(
+            images[:, :, lo_y : lo_y + CENTRAL_PIXELS, lo_x : lo_x + CENTRAL_PIXELS].sum(axis=(2, 3))
+        )
+    total, centre = np.concatenate(totals), np.concatenate(centres)
+    mags = np.column_stack([meta[f"{PREFIX}magnitude-{b}"].to_numpy(float) for b in store.bands])
+    zero = np.column_stack([meta[f"magnitude_zero_point-{b}"].to_numpy(float) for b in store.bands])
+    lens = 10 ** (-0.4 * (mags - zero))
+    central_mag = -2.5 * np.log10(np.clip(centre, 1e-3, None))
+    rows = []
+    for k, band in enumerate(store.bands):
+        row = {
+            "band": band,
+            "image / lens flux (median)": float(np.median(total[:, k] / lens[:, k])),
+            "arcs outshine the lens": float(np.mean(total[:, k] - lens[:, k] > lens[:, k])),
+        }
+        if k + 1 < len(store.bands):
+            true_colour = mags[:, k] - mags[:, k + 1]
+            central_colour = central_mag[:, k] - central_mag[:, k + 1]
+            row["corr(central colour, true colour)"] = float(np.corrcoef(central_colour, true_colour)[0, 1])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def boosting_r2(train_x: np.ndarray, test_x: np.ndarray, train: Store, test: Store) -> dict[str, float]:
@@ -171,6 +237,9 @@ def main() -> None:
     )
     parser.add_argument("--asinh", action="store_true", help="regression CNN on arcsinh-stretched pixels")
     parser.add_argument(
+        "--train-images", type=int, help="regression CNN on the first N training images (same gradient steps)"
+    )
+    parser.add_argument(
         "--channels", type=int, nargs="+", default=[8, 16, 32], help="regression CNN (seeds')"
     )
     parser.add_argument("--hidden", type=int, default=32, help="regression CNN's hidden dense units")
@@ -195,6 +264,12 @@ def main() -> None:
     rows["oracle + photometric noise (k-NN)"] = lens_light_limits(
         noisy_train, noisy_test, train.theta, test.theta, names
     )
+    for (label, part_train), part_test in zip(
+        oracle_feature_sets(true_train, train.bands).items(),
+        oracle_feature_sets(true_test, test.bands).values(),
+        strict=True,
+    ):
+        rows[f"{label} (k-NN)"] = lens_light_limits(part_train, part_test, train.theta, test.theta, names)
     pixel_scale = float(metas[0][f"pixel_scale-{train.bands[0]}"].iloc[0])
     ap_train, ap_test = aperture_features(train, pixel_scale), aperture_features(test, pixel_scale)
     rows["apertures (k-NN)"] = lens_light_limits(ap_train, ap_test, train.theta, test.theta, names)
@@ -210,14 +285,25 @@ def main() -> None:
         )
     if args.regress_epochs > 0:
         settings = EmbeddingSettings(tuple(args.channels), args.hidden, args.features)
-        label = f"regression CNN ({args.regress_epochs} epochs{', asinh' if args.asinh else ''})"
-        rows[label] = regression_cnn_r2(train, test, settings, args.regress_epochs, args.asinh, args.seed)
+        n_train = min(args.train_images or len(train), len(train))
+        epochs = round(
+            args.regress_epochs * len(train) / n_train
+        )  # the same gradient steps for every n_train
+        label = f"regression CNN ({n_train} images, {epochs} epochs{', asinh' if args.asinh else ''})"
+        rows[label] = regression_cnn_r2(train, test, settings, epochs, args.asinh, args.seed, n_train)
     print(f"R^2 on {len(test)} test images ({args.split})")
     print("| features | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for label, r2 in rows.items():
         cells = ["--" if r2.get(n) is None else f"{r2[n]:.3f}" for n in names]
         print(f"| {label} | " + " | ".join(cells) + " |")
+    print(f"\nHow much of each band's light is the lens's ({len(test)} test images)")
+    table = blending(test, metas[1])
+    print("| " + " | ".join(table.columns) + " |")
+    print("|---|" + "---:|" * (len(table.columns) - 1))
+    for _, row in table.iterrows():
+        cells = [row["band"]] + ["--" if pd.isna(v) else f"{v:.2f}" for v in row.iloc[1:]]
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -64,3 +64,68 @@ def test_photometric_noise_follows_the_depth(tmp_path: Path, depth_offset: float
     assert np.std(noisy[:, :2] - true[:, :2], axis=0) == pytest.approx([expected, expected], rel=0.05)
     np.testing.assert_allclose(noisy[:, 2], noisy[:, 0] - noisy[:, 1])
     np.testing.assert_array_equal(noisy[:, 3:], true[:, 3:])
+
+
+def _blended_store(path: Path, n: int, rng: np.random.Generator) -> tuple[Path, np.ndarray]:
+    """n images: the lens a point in the central pixel (its true flux per band), and in g only, for the first 60%
+    of the images, arcs of twice the lens's flux in a corner (outside the central pixels)."""
+    mags = np.column_stack([rng.uniform(19.0, 21.0, n), rng.uniform(18.0, 20.0, n)])
+    flux = 10 ** (-0.4 * (mags - 26.0))
+    images = np.zeros((n, 2, 16, 16), np.float32)
+    images[:, :, 7, 7] = flux
+    arcs = np.arange(n) < 0.6 * n
+    images[arcs, 0, 0, 0] = 2.0 * flux[arcs, 0]
+    theta = np.column_stack([rng.uniform(150, 400, n), rng.uniform(0.5, 2.0, n), rng.uniform(0.2, 0.4, n)])
+    meta = pd.DataFrame({"OBJID-g": np.arange(n)})
+    for k, band in enumerate(BANDS):
+        meta[f"lens_light-magnitude-{band}"] = mags[:, k]
+        meta[f"magnitude_zero_point-{band}"] = 26.0
+    write_store(path, images, theta, ["sigma_v", "theta_E", "z_l"], attrs={"bands": BANDS}, metadata=meta)
+    return path, arcs
+
+
+def test_blending_measures_the_arcs_share_and_the_central_colour(tmp_path: Path) -> None:
+    """g: 60% of the images have arcs twice the lens (image / lens 3, median 3; outshine 0.6); r: the lens alone
+    (ratio 1, never outshone); the central pixels hold only the lens, so their colour is the true colour."""
+    info = load_benchmark("lens_light_information")
+    path, _ = _blended_store(tmp_path / "b.zarr", 50, np.random.default_rng(3))
+    store = open_store(path, verify=False)
+    table = info.blending(store, store.metadata()).set_index("band")
+    assert table.loc["g", "image / lens flux (median)"] == pytest.approx(3.0, rel=1e-4)
+    assert table.loc["g", "arcs outshine the lens"] == pytest.approx(0.6)
+    assert table.loc["r", "image / lens flux (median)"] == pytest.approx(1.0, rel=1e-4)
+    assert table.loc["r", "arcs outshine the lens"] == 0.0
+    assert table.loc["g", "corr(central colour, true colour)"] == pytest.approx(1.0, abs=1e-6)
+    assert np.isnan(table.loc["r", "corr(central colour, true colour)"])  # no band after the last
+
+
+def test_oracle_feature_sets_split_colours_from_the_rest() -> None:
+    """lens_light_features' columns (g, r, i magnitudes, g-r, r-i, log size, theta_E): the colours alone, and the
+    five others in order."""
+    info = load_benchmark("lens_light_information")
+    features = np.arange(14.0).reshape(2, 7)
+    sets = info.oracle_feature_sets(features, ["g", "r", "i"])
+    np.testing.assert_array_equal(sets["oracle: true colours only"], features[:, [3, 4]])
+    np.testing.assert_array_equal(
+        sets["oracle: magnitudes, size, theta_E (no colours)"], features[:, [0, 1, 2, 5, 6]]
+    )
+
+
+def test_regression_on_the_first_images_is_the_regression_of_a_store_of_them(tmp_path: Path) -> None:
+    """--train-images N: the regression CNN sees exactly the first N training images (the same numbers as a store
+    holding only those)."""
+    from lenspipe.embedding import EmbeddingSettings
+
+    info = load_benchmark("lens_light_information")
+    rng = np.random.default_rng(4)
+    full = open_store(_blended_store(tmp_path / "full.zarr", 40, rng)[0], verify=False)
+    images, theta = full.load_images(), full.theta
+    write_store(
+        tmp_path / "first.zarr", images[:16], theta[:16], full.parameter_names, attrs={"bands": BANDS}
+    )
+    first = open_store(tmp_path / "first.zarr", verify=False)
+    settings = EmbeddingSettings((4, 4), 8, 4)
+    limited = info.regression_cnn_r2(full, full, settings, 2, False, 0, train_images=16)
+    alone = info.regression_cnn_r2(first, full, settings, 2, False, 0)
+    assert limited == alone
+    assert limited != info.regression_cnn_r2(full, full, settings, 2, False, 0)
