@@ -18,7 +18,8 @@ uses noise-free values. This script measures, on one study's split stores:
                      noise) first): what the CNN can read when asked for point estimates, not posteriors
 
 and prints R^2 per parameter on the test set, one row each (the k-NN rows are lenspipe.limits' regression, which
-leaves theta_E out: the oracle has it among its features). Two more rows split the oracle: the true colours alone,
+leaves theta_E out: the oracle has it among its features). Two rows add Gaussian errors of 0.05 and 0.1 mag
+to every band's magnitude (how precise a photometric redshift must be), two more split the oracle: the true colours alone,
 and the true magnitudes, size and theta_E without the colours (which of the lens light's features carry z_l).
 --train-images N trains the regression CNN on the first N training images only, for `--regress-epochs` x (all / N)
 epochs, so that every N takes the same number of gradient steps (a learning curve: is the CNN short of images?).
@@ -51,6 +52,32 @@ from lenspipe.store import Store, open_store
 APERTURES_ARCSEC = (1.0, 2.0, 4.0)
 GAUSSIAN_HALF_LIGHT = 1.1774  # half-light radius of a circular Gaussian, in units of its sigma
 MAG_PER_LN = 2.5 / np.log(10.0)
+MAGNITUDE_ERRORS = (0.05, 0.1)  # Gaussian errors per band for the oracle's error budget [mag]
+
+
+def photometric_errors(features: np.ndarray, meta: pd.DataFrame, bands: list[str]) -> np.ndarray:
+    """Each image's photometric error per band [mag]: a matched filter on the image's background noise (metadata)
+    for a Gaussian of the lens's half-light radius convolved with the seeing."""
+    depths = image_depths(meta, bands)
+    sigma_gal = meta[f"{PREFIX}R_sersic"].to_numpy(float) / GAUSSIAN_HALF_LIGHT
+    errors = np.empty((len(features), len(bands)))
+    for k, band in enumerate(bands):
+        sigma_psf = meta[f"seeing-{band}"].to_numpy(float) / FWHM_PER_SIGMA
+        # 10 sigma at the point-source depth; an extended lens spreads over a larger noise-equivalent area
+        snr = 10.0 * 10 ** (-0.4 * (features[:, k] - depths[f"depth_10sigma-{band}"].to_numpy()))
+        snr *= np.sqrt(sigma_psf**2 / (sigma_psf**2 + sigma_gal**2))
+        errors[:, k] = MAG_PER_LN / snr
+    return errors
+
+
+def with_magnitude_errors(features: np.ndarray, errors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The oracle's `features` with each band's magnitude perturbed by a Gaussian of `errors` (n x bands, or one
+    value for all), and the colours recomputed from the perturbed magnitudes."""
+    features = features.copy()
+    n_bands = np.shape(errors)[1] if np.ndim(errors) == 2 else (features.shape[1] - 1) // 2
+    features[:, :n_bands] += rng.normal(size=(len(features), n_bands)) * errors
+    features[:, n_bands : 2 * n_bands - 1] = features[:, : n_bands - 1] - features[:, 1:n_bands]
+    return features
 
 
 def noisy_features(
@@ -58,18 +85,7 @@ def noisy_features(
 ) -> np.ndarray:
     """The oracle's `features` (lenspipe.limits.lens_light_features of `meta`) with each band's magnitude perturbed
     by its photometric error on that image, and the colours recomputed from the perturbed magnitudes."""
-    features = features.copy()
-    depths = image_depths(meta, bands)
-    sigma_gal = meta[f"{PREFIX}R_sersic"].to_numpy(float) / GAUSSIAN_HALF_LIGHT
-    for k, band in enumerate(bands):
-        sigma_psf = meta[f"seeing-{band}"].to_numpy(float) / FWHM_PER_SIGMA
-        # 10 sigma at the point-source depth; an extended lens spreads over a larger noise-equivalent area
-        snr = 10.0 * 10 ** (-0.4 * (features[:, k] - depths[f"depth_10sigma-{band}"].to_numpy()))
-        snr *= np.sqrt(sigma_psf**2 / (sigma_psf**2 + sigma_gal**2))
-        features[:, k] += rng.normal(size=len(features)) * MAG_PER_LN / snr
-    n = len(bands)
-    features[:, n : 2 * n - 1] = features[:, : n - 1] - features[:, 1:n]
-    return features
+    return with_magnitude_errors(features, photometric_errors(features, meta, bands), rng)
 
 
 def aperture_features(store: Store, pixel_scale: float) -> np.ndarray:
@@ -264,6 +280,14 @@ def main() -> None:
     rows["oracle + photometric noise (k-NN)"] = lens_light_limits(
         noisy_train, noisy_test, train.theta, test.theta, names
     )
+    for error in MAGNITUDE_ERRORS:
+        rows[f"oracle + {error} mag per band (k-NN)"] = lens_light_limits(
+            with_magnitude_errors(true_train, error, rng),
+            with_magnitude_errors(true_test, error, rng),
+            train.theta,
+            test.theta,
+            names,
+        )
     for (label, part_train), part_test in zip(
         oracle_feature_sets(true_train, train.bands).items(),
         oracle_feature_sets(true_test, test.bands).values(),
