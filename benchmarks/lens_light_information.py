@@ -26,8 +26,10 @@ epochs, so that every N takes the same number of gradient steps (a learning curv
 
 A second table says how much of each band's light is the lens's: per band, the median ratio of the image's total
 flux to the lens's (from its magnitude and the band's zero point: the images are in counts per second), the
-fraction of images whose lensed arcs (all light but the lens's) outshine the lens, and the correlation of the
-central 4x4-pixel colour with the lens's true colour (what a photometric redshift of the lens measures, blended).
+fraction of images whose lensed arcs (all light but the lens's) outshine the lens, the arcs' flux over the
+source's before lensing (the magnification, where the metadata has the source's magnitude), and the correlation
+of the central 4x4-pixel colour with the lens's true colour (what a photometric redshift of the lens measures,
+blended).
 
 Usage: .venv/bin/python benchmarks/lens_light_information.py --split results/physical/split \
        [--estimator results/physical/train/nsf/estimator.pt] [--regress-epochs 40 [--asinh] [--train-images N]]
@@ -174,6 +176,7 @@ def oracle_feature_sets(features: np.ndarray, bands: list[str]) -> dict[str, np.
 
 
 CENTRAL_PIXELS = 4
+SOURCE_MAGNITUDE = "PLANE_2-OBJECT_1-LIGHT_PROFILE_1-magnitude"  # deeplenstronomy's source column
 
 
 def blending(store: Store, meta: pd.DataFrame) -> pd.DataFrame:
@@ -204,6 +207,10 @@ def blending(store: Store, meta: pd.DataFrame) -> pd.DataFrame:
             "image / lens flux (median)": float(np.median(total[:, k] / lens[:, k])),
             "arcs outshine the lens": float(np.mean(total[:, k] - lens[:, k] > lens[:, k])),
         }
+        source_column = f"{SOURCE_MAGNITUDE}-{band}"
+        if source_column in meta:  # the arcs' light against the source's before lensing: the magnification
+            source = 10 ** (-0.4 * (meta[source_column].to_numpy(float) - zero[:, k]))
+            row["arcs / unlensed source (median)"] = float(np.median((total[:, k] - lens[:, k]) / source))
         if k + 1 < len(store.bands):
             true_colour = mags[:, k] - mags[:, k + 1]
             central_colour = central_mag[:, k] - central_mag[:, k + 1]

@@ -80,13 +80,14 @@ def _blended_store(path: Path, n: int, rng: np.random.Generator) -> tuple[Path, 
     for k, band in enumerate(BANDS):
         meta[f"lens_light-magnitude-{band}"] = mags[:, k]
         meta[f"magnitude_zero_point-{band}"] = 26.0
+        meta[f"PLANE_2-OBJECT_1-LIGHT_PROFILE_1-magnitude-{band}"] = mags[:, k] + 0.5  # the source, unlensed
     write_store(path, images, theta, ["sigma_v", "theta_E", "z_l"], attrs={"bands": BANDS}, metadata=meta)
     return path, arcs
 
 
 def test_blending_measures_the_arcs_share_and_the_central_colour(tmp_path: Path) -> None:
     """g: 60% of the images have arcs twice the lens (image / lens 3, median 3; outshine 0.6); r: the lens alone
-    (ratio 1, never outshone); the central pixels hold only the lens, so their colour is the true colour."""
+    (ratio 1, never outshone, no arcs); the central pixels hold only the lens, so their colour is the true one."""
     info = load_benchmark("lens_light_information")
     path, _ = _blended_store(tmp_path / "b.zarr", 50, np.random.default_rng(3))
     store = open_store(path, verify=False)
@@ -95,6 +96,9 @@ def test_blending_measures_the_arcs_share_and_the_central_colour(tmp_path: Path)
     assert table.loc["g", "arcs outshine the lens"] == pytest.approx(0.6)
     assert table.loc["r", "image / lens flux (median)"] == pytest.approx(1.0, rel=1e-4)
     assert table.loc["r", "arcs outshine the lens"] == 0.0
+    # arcs of twice the lens's flux against a source 0.5 mag fainter than the lens: magnified 2 / 10^-0.2 (g)
+    assert table.loc["g", "arcs / unlensed source (median)"] == pytest.approx(2.0 / 10**-0.2, rel=1e-4)
+    assert table.loc["r", "arcs / unlensed source (median)"] == pytest.approx(0.0, abs=1e-4)
     assert table.loc["g", "corr(central colour, true colour)"] == pytest.approx(1.0, abs=1e-6)
     assert np.isnan(table.loc["r", "corr(central colour, true colour)"])  # no band after the last
 
