@@ -72,11 +72,13 @@ def photometric_errors(features: np.ndarray, meta: pd.DataFrame, bands: list[str
     return errors
 
 
-def with_magnitude_errors(features: np.ndarray, errors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def with_magnitude_errors(
+    features: np.ndarray, errors: np.ndarray | float, bands: list[str], rng: np.random.Generator
+) -> np.ndarray:
     """The oracle's `features` with each band's magnitude perturbed by a Gaussian of `errors` (n x bands, or one
     value for all), and the colours recomputed from the perturbed magnitudes."""
     features = features.copy()
-    n_bands = np.shape(errors)[1] if np.ndim(errors) == 2 else (features.shape[1] - 1) // 2
+    n_bands = len(bands)
     features[:, :n_bands] += rng.normal(size=(len(features), n_bands)) * errors
     features[:, n_bands : 2 * n_bands - 1] = features[:, : n_bands - 1] - features[:, 1:n_bands]
     return features
@@ -87,7 +89,7 @@ def noisy_features(
 ) -> np.ndarray:
     """The oracle's `features` (lenspipe.limits.lens_light_features of `meta`) with each band's magnitude perturbed
     by its photometric error on that image, and the colours recomputed from the perturbed magnitudes."""
-    return with_magnitude_errors(features, photometric_errors(features, meta, bands), rng)
+    return with_magnitude_errors(features, photometric_errors(features, meta, bands), bands, rng)
 
 
 def aperture_features(store: Store, pixel_scale: float) -> np.ndarray:
@@ -289,8 +291,8 @@ def main() -> None:
     )
     for error in MAGNITUDE_ERRORS:
         rows[f"oracle + {error} mag per band (k-NN)"] = lens_light_limits(
-            with_magnitude_errors(true_train, error, rng),
-            with_magnitude_errors(true_test, error, rng),
+            with_magnitude_errors(true_train, error, train.bands, rng),
+            with_magnitude_errors(true_test, error, test.bands, rng),
             train.theta,
             test.theta,
             names,

@@ -136,13 +136,13 @@ def test_regression_on_the_first_images_is_the_regression_of_a_store_of_them(tmp
 
 
 def test_a_fixed_magnitude_error_perturbs_every_band_alike() -> None:
-    """with_magnitude_errors(features, 0.1): each band's magnitude scattered by 0.1 mag, colours recomputed from
+    """with_magnitude_errors(features, 0.1, bands): each band's magnitude scattered by 0.1 mag, colours recomputed from
     them, size and theta_E untouched (3 bands: 7 columns)."""
     info = load_benchmark("lens_light_information")
     rng = np.random.default_rng(5)
     mags = rng.uniform(18.0, 21.0, (20000, 3))
     true = np.column_stack([mags, mags[:, :2] - mags[:, 1:], rng.normal(size=(20000, 2))])
-    noisy = info.with_magnitude_errors(true, 0.1, np.random.default_rng(6))
+    noisy = info.with_magnitude_errors(true, 0.1, ["g", "r", "i"], np.random.default_rng(6))
     assert np.std(noisy[:, :3] - true[:, :3], axis=0) == pytest.approx([0.1, 0.1, 0.1], rel=0.03)
     np.testing.assert_allclose(noisy[:, 3:5], noisy[:, :2] - noisy[:, 1:3])
     np.testing.assert_array_equal(noisy[:, 5:], true[:, 5:])
