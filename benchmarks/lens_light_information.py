@@ -48,7 +48,7 @@ import torch
 from lenspipe.depth import FWHM_PER_SIGMA, image_depths
 from lenspipe.embedding import EmbeddingSettings, LensCNN
 from lenspipe.lenslight import PREFIX
-from lenspipe.limits import lens_light_features, lens_light_limits
+from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits
 from lenspipe.store import Store, open_store
 
 APERTURES_ARCSEC = (1.0, 2.0, 4.0)
@@ -78,9 +78,10 @@ def with_magnitude_errors(
     """The oracle's `features` with each band's magnitude perturbed by a Gaussian of `errors` (n x bands, or one
     value for all), and the colours recomputed from the perturbed magnitudes."""
     features = features.copy()
-    n_bands = len(bands)
-    features[:, :n_bands] += rng.normal(size=(len(features), n_bands)) * errors
-    features[:, n_bands : 2 * n_bands - 1] = features[:, : n_bands - 1] - features[:, 1:n_bands]
+    columns = lens_light_columns(len(bands))
+    mags = features[:, columns["magnitudes"]]
+    mags += rng.normal(size=mags.shape) * errors
+    features[:, columns["colours"]] = mags[:, :-1] - mags[:, 1:]
     return features
 
 
@@ -170,10 +171,10 @@ def regression_cnn_r2(
 def oracle_feature_sets(features: np.ndarray, bands: list[str]) -> dict[str, np.ndarray]:
     """The oracle's features (lenspipe.limits.lens_light_features: magnitudes, colours, log size, theta_E) split
     into the true colours alone, and everything but the colours."""
-    n = len(bands)
+    colours = lens_light_columns(len(bands))["colours"]
     return {
-        "oracle: true colours only": features[:, n : 2 * n - 1],
-        "oracle: magnitudes, size, theta_E (no colours)": np.delete(features, np.s_[n : 2 * n - 1], axis=1),
+        "oracle: true colours only": features[:, colours],
+        "oracle: magnitudes, size, theta_E (no colours)": np.delete(features, colours, axis=1),
     }
 
 

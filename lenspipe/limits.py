@@ -45,9 +45,21 @@ ORACLE_ROW = "lens light + theta_E (oracle)"
 ORACLE_NEIGHBOURS = 25
 
 
+def lens_light_columns(n_bands: int) -> dict[str, slice]:
+    """Where lens_light_features puts each quantity, for `n_bands` bands: magnitudes, colours of neighbouring bands,
+    log10 size, theta_E (one layout for the oracle and the benchmarks that perturb or split its features)."""
+    return {
+        "magnitudes": slice(0, n_bands),
+        "colours": slice(n_bands, 2 * n_bands - 1),
+        "log_size": slice(2 * n_bands - 1, 2 * n_bands),
+        "theta_E": slice(2 * n_bands, 2 * n_bands + 1),
+    }
+
+
 def lens_light_features(metadata, theta: np.ndarray, names: Sequence[str]) -> np.ndarray | None:  # noqa: ANN001
     """Per image: the true lens magnitudes, colours (neighbouring bands), log10 size and theta_E of the physical
-    lens light (lenspipe.lenslight's `lens_light-` metadata columns); None without them or without theta_E."""
+    lens light (lenspipe.lenslight's `lens_light-` metadata columns), laid out as lens_light_columns says; None
+    without them or without theta_E."""
     from lenspipe.lenslight import PREFIX
 
     names = list(names)
@@ -57,14 +69,13 @@ def lens_light_features(metadata, theta: np.ndarray, names: Sequence[str]) -> np
     if not bands or "theta_E" not in names:
         return None
     mags = np.column_stack([metadata[f"{PREFIX}magnitude-{b}"].to_numpy(float) for b in bands])
-    return np.column_stack(
-        [
-            mags,
-            mags[:, :-1] - mags[:, 1:],
-            np.log10(metadata[f"{PREFIX}R_sersic"].to_numpy(float)),
-            np.asarray(theta, float)[:, names.index("theta_E")],
-        ]
-    )
+    columns = lens_light_columns(len(bands))
+    features = np.empty((len(mags), columns["theta_E"].stop))
+    features[:, columns["magnitudes"]] = mags
+    features[:, columns["colours"]] = mags[:, :-1] - mags[:, 1:]
+    features[:, columns["log_size"]] = np.log10(metadata[f"{PREFIX}R_sersic"].to_numpy(float))[:, None]
+    features[:, columns["theta_E"]] = np.asarray(theta, float)[:, [names.index("theta_E")]]
+    return features
 
 
 def lens_light_limits(

@@ -13,7 +13,7 @@ import pytest
 from lenspipe import deeplens, lenslight
 from lenspipe.config import check_config, load_config
 from lenspipe.errors import ConfigError, DataError
-from lenspipe.limits import lens_light_features, lens_light_limits, theta_e_limits
+from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits, theta_e_limits
 from lenspipe.priors import Cosmology, einstein_radius
 from lenspipe.rule_params import simulate_params
 
@@ -358,6 +358,25 @@ def test_oracle_recovers_z_l_from_the_light(physical_batch: deeplens.Batch) -> N
     )
     assert features.shape == (len(physical_batch), 3 + 2 + 2)
     assert lens_light_features(physical_batch.metadata, np.zeros((len(physical_batch), 1)), ["z_l"]) is None
+
+
+def test_oracle_features_are_laid_out_as_the_columns_say(physical_batch: deeplens.Batch) -> None:
+    """Each slice of lens_light_columns holds what it names (the benchmarks perturb and split by it)."""
+    names = ["sigma_v", "theta_E", "z_l"]
+    meta = physical_batch.metadata
+    theta = deeplens.labels(meta, names, "g")
+    features = lens_light_features(meta, theta, names)
+    columns = lens_light_columns(len(BANDS))
+    mags = np.column_stack([meta[f"lens_light-magnitude-{b}"] for b in BANDS])
+    np.testing.assert_array_equal(features[:, columns["magnitudes"]], mags)
+    np.testing.assert_array_equal(
+        features[:, columns["colours"]], np.column_stack([mags[:, 0] - mags[:, 1], mags[:, 1] - mags[:, 2]])
+    )
+    np.testing.assert_array_equal(
+        features[:, columns["log_size"]][:, 0], np.log10(meta["lens_light-R_sersic"])
+    )
+    np.testing.assert_array_equal(features[:, columns["theta_E"]][:, 0], theta[:, 1])
+    assert sum(c.stop - c.start for c in columns.values()) == features.shape[1]
 
 
 def test_deeplenstronomy_userdist_cannot_hand_over_per_image_values(tmp_path) -> None:  # noqa: ANN001
