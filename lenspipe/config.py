@@ -62,11 +62,36 @@ def check_schema(config: dict[str, Any], schema: str | os.PathLike[str]) -> None
     """Types, bounds and required keys, reported as 'key: expected ...'; absent keys get the schema's default."""
     schema_doc = yaml.safe_load(Path(schema).read_text())
     validator = _with_defaults(schema_doc)
-    errors = sorted(
+    while errors := sorted(
         validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path)))
-    )
-    if errors:
-        raise _to_config_error(errors[0])
+    ):
+        if not any(_read_as_yaml(config, error) for error in errors):
+            raise _to_config_error(errors[0])
+
+
+def _read_as_yaml(config: dict[str, Any], error: Any) -> bool:
+    """Where a string stands for a number or a boolean the schema wants, put that value in its place: Snakemake's
+    `--config 'training={weight_decay: 0.01}'` passes nested values as strings, and PyYAML reads 1e-4 (no dot) as
+    one. True if it changed the config."""
+    if error.validator not in ("type", "oneOf", "anyOf") or not isinstance(error.instance, str):
+        return False
+    try:
+        value = yaml.safe_load(error.instance)
+    except yaml.YAMLError:
+        return False
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            return False
+    if not isinstance(value, int | float) or not error.absolute_path:
+        return False
+    *parents, last = error.absolute_path
+    container: Any = config
+    for key in parents:
+        container = container[key]
+    container[last] = value
+    return True
 
 
 def _with_defaults(schema: Mapping[str, Any]) -> Any:

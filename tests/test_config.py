@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import re
+
 import pytest
 import yaml
 
@@ -218,6 +221,51 @@ def test_workflow_stops_with_one_line(tmp_path, tiny_config: dict) -> None:
     assert "lenspipe: config error: priors.e2.min: expected a minimum below the maximum -0.3 (got 0.3)" in err
     assert "Traceback" not in err
     assert not (work / "results").exists()
+
+
+def test_strings_for_numbers_read_as_in_a_config_file(tiny_config: dict) -> None:
+    """Snakemake's --config passes nested values as strings ('training={weight_decay: 0.01}'), and PyYAML reads
+    1e-6 (no dot) as one: where the schema wants a number they become one; other strings are left alone."""
+    tiny_config["training"].update(
+        {"weight_decay": "0.01", "schedule": "plateau", "min_learning_rate": "1e-6"}
+    )
+    tiny_config["priors"]["sigma_v"]["min"] = "100"
+    tiny_config["embedding"]["channels"] = ["4", "8"]
+    check_config(tiny_config)
+    assert (
+        tiny_config["training"]["weight_decay"] == 0.01
+        and tiny_config["training"]["min_learning_rate"] == 1e-6
+    )
+    assert tiny_config["priors"]["sigma_v"]["min"] == 100 and tiny_config["embedding"]["channels"] == [4, 8]
+    assert tiny_config["training"]["schedule"] == "plateau"
+    for key, value, message in [
+        ("weight_decay", "abc", "training.weight_decay: expected a number (got 'abc')"),
+        ("weight_decay", "-1", "training.weight_decay: expected a value > 0 (got -1)"),
+        ("schedule", "1", "training.schedule: expected one of none, plateau, cosine (got '1')"),
+    ]:
+        bad = copy.deepcopy(tiny_config)
+        bad["training"][key] = value
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            check_config(bad)
+
+
+def test_numbers_in_nested_command_line_config(tmp_path) -> None:
+    """`--config 'training={weight_decay: 0.01}'` plans the study (Snakemake hands the 0.01 over as a string)."""
+    work = copy_workflow(tmp_path)
+    proc = snakemake(
+        [
+            "-n",
+            "--configfile",
+            "config/test.yaml",
+            "--config",
+            "training={weight_decay: 0.01}",
+            "priors={sigma_v: {min: 100}}",
+        ],
+        cwd=work,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rule train:" in proc.stdout and not (work / "results").exists()
 
 
 def test_missing_config_file_on_the_command_line(tmp_path) -> None:
