@@ -100,7 +100,11 @@ BAD = [
         {"g": 26.5, "r": 26.8, "i": 1000.0},
         "simulation.zero_points.i: expected a zero point that gives finite sky counts",
     ),
-    ("simulation.zero_points", {"g": "26.5"}, "simulation.zero_points.g: expected a number (got '26.5')"),
+    (
+        "simulation.zero_points",
+        {"g": "26.5 mag"},
+        "simulation.zero_points.g: expected a number (got '26.5 mag')",
+    ),
     ("simulation.exposures", 0, "simulation.exposures: expected a value >= 1 (got 0)"),
     ("simulation.nonfinite", "ignore", "simulation.nonfinite: expected one of fail, drop (got 'ignore')"),
     ("training.learning_rate", 0, "training.learning_rate: expected a value > 0 (got 0)"),
@@ -417,8 +421,10 @@ def test_the_three_studies_differ_only_as_documented() -> None:
         "smoothing",
         "min_delta",
         "augment",
+        "theta_E",
     }
     assert converging.isdisjoint(survey["training"]) and converging <= set(realistic["training"])
+    assert realistic["training"]["theta_E"] == "derived"  # measured both ways on realistic (README)
     assert survey["embedding"] == {"channels": [8, 16, 32], "hidden_features": 32, "features": 16}
     assert realistic.pop("embedding") == {"channels": [8, 16, 32], "hidden_features": 128, "features": 32}
     survey.pop("embedding")
