@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from lenspipe.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,6 +41,7 @@ PARAMETER_RULES: dict[str, str] = {
     "e2": "axis",
 }
 AUGMENTATIONS = ("none", "d4")
+AUGMENT_SETTING = "training.augment: d4"
 
 
 def parameter_signs(names: Sequence[str], element: int) -> list[float]:
@@ -50,15 +53,16 @@ def parameter_signs(names: Sequence[str], element: int) -> list[float]:
     return [-1.0 if flips[PARAMETER_RULES[n]] else 1.0 for n in names]
 
 
-def check_parameters(names: Sequence[str], key: str = "parameters") -> None:
-    """Every parameter has a rule (invariant, or a sign flip); else a ConfigError naming the first one without."""
+def check_parameters(names: Sequence[str], key: str = "parameters", setting: str = AUGMENT_SETTING) -> None:
+    """Every parameter has a rule (invariant, or a sign flip); else a ConfigError naming the first one without.
+    `setting`: the config setting that needs the rules, for the message."""
     for name in names:
         if name not in PARAMETER_RULES:
             raise ConfigError(
                 key,
                 "parameters whose transformation under the square's rotations and reflections is known ("
                 + ", ".join(PARAMETER_RULES)
-                + ") with training.augment: d4",
+                + f") with {setting}",
                 name,
             )
 
@@ -71,18 +75,19 @@ def check_image_shape(shape: Sequence[int], key: str = "training.augment") -> No
         )
 
 
-def check_config(config: Mapping[str, Any]) -> None:
-    """What training.augment: d4 needs of a validated config: every inferred parameter has a rule, and the
-    simulated distribution is itself symmetric (else the augmented pairs come from another distribution):
+def check_config(config: Mapping[str, Any], setting: str = AUGMENT_SETTING) -> None:
+    """What D4 symmetry (training.augment: d4, or an ensemble's symmetrise: d4, named by `setting` in the messages)
+    needs of a validated config: every inferred parameter has a rule, and the simulated distribution is itself
+    symmetric (else the augmented pairs come from another distribution, and the posterior is not equivariant):
     the e1, e2 priors and the light ellipticities symmetric about 0, the source position symmetric with the same
     range on both axes (a rotation swaps them). Raises ConfigError naming the key."""
-    check_parameters(config["parameters"])
+    check_parameters(config["parameters"], setting=setting)
     for name in ("e1", "e2"):
         rng = config["priors"][name]
         if rng["min"] != -rng["max"]:
             raise ConfigError(
                 f"priors.{name}",
-                f"a range symmetric about 0 with training.augment: d4 (a reflection maps {name} to -{name})",
+                f"a range symmetric about 0 with {setting} (a reflection maps {name} to -{name})",
                 f"{{min: {rng['min']}, max: {rng['max']}}}",
             )
     sim = config["simulation"]
@@ -92,8 +97,7 @@ def check_config(config: Mapping[str, Any]) -> None:
             if name in light and not _symmetric(light[name]):
                 raise ConfigError(
                     f"simulation.{obj}.light.{name}",
-                    f"0 or a range symmetric about 0 with training.augment: d4 (a reflection maps {name} to "
-                    f"-{name})",
+                    f"0 or a range symmetric about 0 with {setting} (a reflection maps {name} to -{name})",
                     light[name],
                 )
         centre = [light.get(c, 0.0) for c in ("center_x", "center_y")]
@@ -101,13 +105,13 @@ def check_config(config: Mapping[str, Any]) -> None:
             if not _symmetric(value):
                 raise ConfigError(
                     f"simulation.{obj}.light.{name}",
-                    "0 or a range symmetric about 0 with training.augment: d4 (reflections flip the position)",
+                    f"0 or a range symmetric about 0 with {setting} (reflections flip the position)",
                     value,
                 )
         if _as_range(centre[0]) != _as_range(centre[1]):
             raise ConfigError(
                 f"simulation.{obj}.light.center_y",
-                "the same value or range as center_x with training.augment: d4 (a rotation swaps them)",
+                f"the same value or range as center_x with {setting} (a rotation swaps them)",
                 centre[1],
             )
 
@@ -136,6 +140,13 @@ def transform_images(x: Tensor, element: int) -> Tensor:
     if element & FLIP_COLUMNS:
         x = x.flip(-1)
     return x
+
+
+def transform_array(x: np.ndarray, element: int) -> np.ndarray:
+    """transform_images on a numpy array (..., H, W), contiguous: the images a symmetrised posterior conditions on."""
+    import torch
+
+    return np.ascontiguousarray(transform_images(torch.from_numpy(np.asarray(x)), element).numpy())
 
 
 class D4Augmentation:

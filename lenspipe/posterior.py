@@ -363,6 +363,10 @@ class EnsembleEstimator:
     many samples from each member, seeded by (seed, member name, image index): the draws depend on the seed and
     the image's index only, never on the batching. The members were trained on the same images; the OOD score of
     lenspipe.infer reads the first member's embedding (`estimator`, `record["ood"]`).
+
+    Symmetrised (record["symmetrise"] == "d4", lenspipe.ensemble): the components are (member k, element g of the
+    square's symmetry group), weight w_k / 8; component (k, g) samples member k on the image under g and maps its
+    samples back (lenspipe.augment's sign of each parameter under g; g is its own inverse on the parameters).
     """
 
     def __init__(
@@ -373,6 +377,8 @@ class EnsembleEstimator:
         weights: Sequence[float],
         device: torch.device,
     ) -> None:
+        from lenspipe import augment
+
         _read_record(self, path, record)
         self.record: dict[str, Any] = {k: v for k, v in record.items() if k != "members"}
         self.members = list(members)
@@ -381,6 +387,26 @@ class EnsembleEstimator:
         self.weights = w / w.sum()
         self.device = device
         self.estimator = self.members[0].estimator  # embeddings for the OOD score (lenspipe.infer)
+        self.symmetrise: str | None = record.get("symmetrise")
+        if self.symmetrise not in (None, "d4"):
+            raise DataError(path, f"unknown symmetrisation {self.symmetrise!r} (expected d4)")
+        # The mixture's components (member k, group element g) and their weights: g = 0 only (the identity) unless
+        # symmetrised, so an ensemble that is not samples exactly as before symmetrisation existed.
+        elements = range(augment.N_ELEMENTS) if self.symmetrise else range(1)
+        self.components: list[tuple[int, int]] = [(k, g) for k in range(len(self.members)) for g in elements]
+        self.component_weights = np.array([self.weights[k] / len(elements) for k, _ in self.components])
+        try:
+            self._signs = {
+                g: np.asarray(augment.parameter_signs(self.parameter_names, g), dtype=np.float32)
+                for g in elements
+            }
+        except ConfigError as exc:
+            raise DataError(path, f"cannot symmetrise these parameters ({exc})") from exc
+        low, high = zip(
+            *(inside_float32(a, b) for a, b in zip(self.prior_box.low, self.prior_box.high, strict=True)),
+            strict=True,
+        )
+        self._inside = (np.array(low, dtype=np.float32), np.array(high, dtype=np.float32))
 
     @property
     def posterior(self) -> NoReturn:
@@ -394,9 +420,27 @@ class EnsembleEstimator:
         return self.members[0].check_images(images)
 
     def choices(self, num_samples: int, seed: int, index: int) -> np.ndarray:
-        """The member (0..K-1) of each of image `index`'s samples: seeded by (seed, "ensemble", index) only."""
+        """The component (index into `components`; the member 0..K-1 unless symmetrised) of each of image `index`'s
+        samples: seeded by (seed, "ensemble", index) only."""
         rng = np.random.default_rng(derive_seed(seed, "ensemble", index))
-        return rng.choice(len(self.members), size=num_samples, p=self.weights)
+        return rng.choice(len(self.components), size=num_samples, p=self.component_weights)
+
+    def component_seed(self, seed: int, component: int) -> int:
+        """The seed of a component's draws: its member's (seed, "member", name); a symmetry element adds itself."""
+        k, g = self.components[component]
+        name = self.members[k].name
+        return derive_seed(seed, "member", name) if g == 0 else derive_seed(seed, "member", name, "d4", g)
+
+    def _component(
+        self, images: np.ndarray, theta: np.ndarray | None, component: int
+    ) -> tuple[np.ndarray, Any]:
+        """Component (k, g)'s view: the images under g and theta's parameters transformed by g (its own inverse)."""
+        from lenspipe.augment import transform_array
+
+        _, g = self.components[component]
+        if g == 0:
+            return images, theta
+        return transform_array(images, g), None if theta is None else theta * self._signs[g]
 
     def sample_images(
         self,
@@ -420,20 +464,31 @@ class EnsembleEstimator:
             batch = images[start : start + batch_size]
             first = offset + start
             choice = np.stack([self.choices(num_samples, seed, first + i) for i in range(len(batch))])
-            for k, member in enumerate(self.members):
-                counts = (choice == k).sum(axis=1)
+            for c, (k, g) in enumerate(self.components):
+                counts = (choice == c).sum(axis=1)
                 if not counts.any():
                     continue
-                member_seed = derive_seed(seed, "member", member.name)
-                draws = member.sample_counts(batch, counts, member_seed, first, max_rows)
+                view, _ = self._component(batch, None, c)
+                draws = self.members[k].sample_counts(
+                    view, counts, self.component_seed(seed, c), first, max_rows
+                )
                 for i, rows in enumerate(draws):
-                    out[start + i, choice[i] == k] = rows
+                    if g:  # back to the image's frame; a sample on the box's low edge stays inside the box
+                        rows = np.clip(rows * self._signs[g], *self._inside)
+                    out[start + i, choice[i] == c] = rows
         return out
 
     def log_prob_images(self, images: np.ndarray, theta: np.ndarray) -> np.ndarray:
-        """log q(theta | image) = logsumexp_k(log w_k + log q_k(theta | image)), shaped as the members'; -inf outside."""
-        logs = np.stack([m.log_prob_images(images, theta).astype(np.float64) for m in self.members])
-        logs += np.log(self.weights).reshape(-1, *[1] * (logs.ndim - 1))
+        """log q(theta | image) = logsumexp_k(log w_k + log q_k(theta | image)), shaped as the members'; -inf outside.
+        Symmetrised: over the components (k, g), log w_k / 8 + log q_k(g theta | g image)."""
+        images = self.check_images(images)
+        theta = np.asarray(theta, dtype=np.float32)
+        logs = []
+        for c, (k, _) in enumerate(self.components):
+            view, moved = self._component(images, theta, c)
+            logs.append(self.members[k].log_prob_images(view, moved).astype(np.float64))
+        logs = np.stack(logs)
+        logs += np.log(self.component_weights).reshape(-1, *[1] * (logs.ndim - 1))
         top = logs.max(axis=0)
         safe = np.where(np.isfinite(top), top, 0.0)
         with np.errstate(divide="ignore"):  # every member -inf (outside the box): -inf

@@ -94,10 +94,12 @@ def training_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
 # ensemble: an `estimators:` entry with `flow: ensemble` mixes other entries' trained estimators (no training).
 
 ENSEMBLE_FLOW = "ensemble"
-ENSEMBLE_KEYS = ("flow", "members", "weights", "combine")
+ENSEMBLE_KEYS = ("flow", "members", "weights", "combine", "symmetrise")
 # `combine`: the mixture of the members (the default), or only the member of lowest validation loss
 ENSEMBLE_MIXTURE, ENSEMBLE_BEST = "mixture", "best"
 ENSEMBLE_COMBINE = (ENSEMBLE_MIXTURE, ENSEMBLE_BEST)
+# `symmetrise: d4`: the mixture also over the square's 8 rotations/reflections of the image (lenspipe.posterior)
+ENSEMBLE_SYMMETRISE = ("none", "d4")
 
 
 def is_ensemble(entry: Mapping[str, Any]) -> bool:
@@ -121,12 +123,17 @@ def ensemble_params(config: Mapping[str, Any], estimator: str) -> dict[str, Any]
     entry = config["estimators"].get(estimator)
     if not is_ensemble(entry):
         raise ConfigError(f"estimators.{estimator}", "an ensemble of the config (flow: ensemble)", estimator)
-    return {k: entry[k] for k in ("members", "weights", "combine") if k in entry}
+    params = {k: entry[k] for k in ("members", "weights", "combine") if k in entry}
+    if entry.get("symmetrise", "none") != "none":  # none is the absent value: the same ensemble, not re-run
+        params["symmetrise"] = entry["symmetrise"]
+    return params
 
 
 def check_ensembles(config: Mapping[str, Any]) -> None:
-    """Each ensemble: at least 2 distinct members that are other, trained estimators of the config; as many
-    positive weights as members if weights are given (a mixture only); `combine` mixture or best; no other setting."""
+    """Each ensemble: at least 2 distinct members that are other, trained estimators of the config (1 is enough when
+    symmetrised); as many positive weights as members if weights are given (a mixture only); `combine` mixture or
+    best; `symmetrise` none or d4 (a mixture only, where the simulation is D4-symmetric: lenspipe.augment); no
+    other setting."""
     trained = trained_names(config)
     for name in ensemble_names(config):
         entry = config["estimators"][name]
@@ -134,11 +141,22 @@ def check_ensembles(config: Mapping[str, Any]) -> None:
         for option in entry:
             if option not in ENSEMBLE_KEYS:
                 raise ConfigError(
-                    f"{key}.{option}", "a setting of an ensemble (members, weights, combine)", "unknown key"
+                    f"{key}.{option}",
+                    "a setting of an ensemble (members, weights, combine, symmetrise)",
+                    "unknown key",
                 )
+        symmetrise = entry.get("symmetrise", "none")
+        if symmetrise not in ENSEMBLE_SYMMETRISE:
+            raise ConfigError(f"{key}.symmetrise", " or ".join(ENSEMBLE_SYMMETRISE), symmetrise)
+        fewest = 1 if symmetrise == "d4" else 2
         members = entry.get("members")
-        if not isinstance(members, list) or len(members) < 2:
-            raise ConfigError(f"{key}.members", "a list of at least 2 estimators of the config", members)
+        if not isinstance(members, list) or len(members) < fewest:
+            wanted = (
+                "a list of at least 1 estimator of the config (symmetrise: d4)"
+                if fewest == 1
+                else "a list of at least 2 estimators of the config (or 1 with symmetrise: d4)"
+            )
+            raise ConfigError(f"{key}.members", wanted, members)
         for member in members:
             if member == name or is_ensemble(config["estimators"].get(member)):
                 raise ConfigError(
@@ -156,6 +174,16 @@ def check_ensembles(config: Mapping[str, Any]) -> None:
         combine = entry.get("combine", ENSEMBLE_MIXTURE)
         if combine not in ENSEMBLE_COMBINE:
             raise ConfigError(f"{key}.combine", " or ".join(ENSEMBLE_COMBINE), combine)
+        if symmetrise == "d4":
+            if combine == ENSEMBLE_BEST:
+                raise ConfigError(
+                    f"{key}.symmetrise",
+                    "none with combine: best (symmetrise a mixture: list the kept member alone)",
+                    symmetrise,
+                )
+            from lenspipe import augment
+
+            augment.check_config(config, setting=f"{key}.symmetrise: d4")
         weights = entry.get("weights")
         if weights is not None and combine == ENSEMBLE_BEST:
             raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -213,6 +214,113 @@ def test_sample_counts_start_as_sample_images(pair: tuple[Path, Path]) -> None:
     assert [len(p) for p in est.sample_counts(x, [0, 5, 2], seed=4)] == [0, 5, 2]
 
 
+# --------------------------------------------------------------------------------------------------
+# symmetrise: d4 -- the mixture also over the square's 8 rotations/reflections (BOX's e1 flips under transposes).
+
+
+@pytest.fixture(scope="module")
+def symmetrised(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """One member whose posterior sits at positive e1 (shifted in z-space), symmetrised alone."""
+    root = tmp_path_factory.mktemp("symmetrised")
+    files = [write_member(root, "nsf", member_record("nsf", 4, shift=1.5))]
+    return root, run_stage(files, root / "nsf_d4", {"members": ["nsf"], "symmetrise": "d4"}, "nsf_d4")
+
+
+def test_the_symmetrised_density_is_equivariant_and_the_member_is_not(symmetrised: tuple[Path, Path]) -> None:
+    """q(g theta | g x) = q(theta | x) for every element g, to float precision; the member alone breaks it."""
+    from lenspipe.augment import N_ELEMENTS, parameter_signs, transform_array
+
+    root, path = symmetrised
+    est, member = posterior.load(path), posterior.load(root / "nsf" / "estimator.pt")
+    assert isinstance(est, posterior.EnsembleEstimator) and len(est.components) == N_ELEMENTS
+    x = images(3, seed=3)
+    theta = posterior.load(path).sample_images(x, 40, seed=2)
+    reference, plain = est.log_prob_images(x, theta), member.log_prob_images(x, theta)
+    worst = 0.0
+    for g in range(1, N_ELEMENTS):
+        signs = np.asarray(parameter_signs(BOX.names, g), dtype=np.float32)
+        moved = est.log_prob_images(transform_array(x, g), theta * signs)
+        np.testing.assert_allclose(moved, reference, rtol=1e-4, atol=1e-4)
+        worst = max(
+            worst, float(np.abs(member.log_prob_images(transform_array(x, g), theta * signs) - plain).max())
+        )
+    assert worst > 0.1  # the test can fail: an unsymmetrised flow is not equivariant
+
+
+def test_the_symmetrised_density_integrates_to_one(symmetrised: tuple[Path, Path]) -> None:
+    from lenspipe.estimators import BoxTransform
+
+    _, path = symmetrised
+    est = posterior.load(path)
+    n, lim = 300, 14.0
+    z1 = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    z = torch.stack(torch.meshgrid(z1, z1, indexing="ij"), -1).reshape(-1, 2)
+    box = BoxTransform(BOX.low, BOX.high)
+    theta = box.to_box(z).float().numpy()
+    log_q = est.log_prob_images(images(1), theta[None])[0].astype(np.float64)
+    integral = float(np.exp(log_q + box.log_det_inverse(z).numpy()).sum()) * (2 * lim / (n - 1)) ** 2
+    assert integral == pytest.approx(1.0, abs=0.02)
+
+
+def test_symmetrised_samples_come_from_their_element(symmetrised: tuple[Path, Path]) -> None:
+    """Each sample is its element's draw of the member on the transformed image, mapped back (e1's sign flipped
+    under transposes); the 8 elements in equal shares; e1's samples symmetric where the member's are not."""
+    from lenspipe.augment import TRANSPOSE, transform_array
+
+    root, path = symmetrised
+    est, member = posterior.load(path), posterior.load(root / "nsf" / "estimator.pt")
+    x = images(2, seed=4)
+    samples = est.sample_images(x, 4000, seed=3, offset=5)
+    assert samples.shape == (2, 4000, 2) and BOX.contains(samples).all()
+    for i in range(2):
+        choice = est.choices(4000, 3, 5 + i)
+        assert np.abs(np.bincount(choice, minlength=8) / 4000 - 1 / 8).max() < 0.03
+        for c, (_, g) in enumerate(est.components):
+            seed = est.component_seed(3, c)
+            own = member.sample_counts(transform_array(x[i : i + 1], g), [(choice == c).sum()], seed, 5 + i)[
+                0
+            ]
+            sign = -1.0 if g & TRANSPOSE else 1.0
+            np.testing.assert_allclose(samples[i, choice == c, 1], sign * own[:, 1], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(samples[i, choice == c, 0], own[:, 0], rtol=1e-5)
+    plain = member.sample_images(x, 4000, seed=3)
+    assert np.abs(plain[..., 1].mean(axis=1)).min() > 0.1  # the member leans to one sign of e1
+    np.testing.assert_allclose(samples[..., 1].mean(axis=1), 0.0, atol=0.03)  # its symmetrisation does not
+
+
+def test_symmetrised_sampling_is_deterministic_and_independent_of_batching(
+    symmetrised: tuple[Path, Path],
+) -> None:
+    _, path = symmetrised
+    est = posterior.load(path)
+    x = images(5, seed=6)
+    a = est.sample_images(x, 200, seed=7, batch_size=2)
+    np.testing.assert_array_equal(a, posterior.load(path).sample_images(x, 200, seed=7, batch_size=2))
+    np.testing.assert_allclose(a, est.sample_images(x, 200, seed=7, batch_size=5), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(a[3:], est.sample_images(x[3:], 200, seed=7, offset=3), rtol=1e-5, atol=1e-4)
+    assert not np.allclose(a, est.sample_images(x, 200, seed=8))
+
+
+def test_a_symmetrised_mixture_records_it(symmetrised: tuple[Path, Path]) -> None:
+    root, path = symmetrised
+    record = torch.load(path, weights_only=True)
+    assert record["symmetrise"] == "d4" and record["estimator_settings"]["symmetrise"] == "d4"
+    assert json.loads((root / "nsf_d4" / "summary.json").read_text())["symmetrise"] == "d4"
+    plain = run_stage(
+        [
+            {
+                k: root / "nsf" / f"{k}{ext}"
+                for k, ext in (("estimator", ".pt"), ("summary", ".json"), ("epochs", ".csv"))
+            }
+        ],
+        root / "plain",
+        {"members": ["nsf"]},
+        "plain",
+    )
+    assert "symmetrise" not in torch.load(plain, weights_only=True)
+    assert posterior.load(plain).components == [(0, 0)]
+
+
 def test_bundle_outputs(pair: tuple[Path, Path]) -> None:
     """summary.json: training cost as the members' sums, their summaries; epochs.csv: each member's rows."""
     import pandas as pd
@@ -361,6 +469,10 @@ def test_an_ensemble_passes_and_leaves_the_training_params_alone(tiny_config: di
     assert ensemble_params(tiny_config, "ens") == {"members": ["maf", "nsf"], "combine": "best"}
     with pytest.raises(ConfigError, match="estimators.maf"):
         ensemble_params(tiny_config, "maf")
+    check_config(with_ensemble(tiny_config, members=["nsf"], symmetrise="d4"))
+    assert ensemble_params(tiny_config, "ens") == {"members": ["nsf"], "symmetrise": "d4"}
+    check_config(with_ensemble(tiny_config, members=["maf", "nsf"], symmetrise="none"))
+    assert ensemble_params(tiny_config, "ens") == {"members": ["maf", "nsf"]}  # none: as if absent, no re-run
 
 
 BAD = [
@@ -384,7 +496,46 @@ BAD = [
         {"members": ["maf", "nsf"], "combine": "best", "weights": [1, 2]},
         "estimators.ens.weights: expected no weights with combine: best",
     ),
+    (
+        {"members": ["nsf"], "symmetrise": "c4"},
+        "estimators.ens.symmetrise: expected one of none, d4 (got 'c4')",
+    ),
+    (
+        {"members": ["nsf"], "symmetrise": "none"},
+        "expected a list of at least 2 estimators of the config (or 1",
+    ),
+    ({"members": [], "symmetrise": "d4"}, "estimators.ens.members: expected a list of at least 1 estimator"),
+    (
+        {"members": ["maf", "nsf"], "combine": "best", "symmetrise": "d4"},
+        "estimators.ens.symmetrise: expected none with combine: best",
+    ),
 ]
+
+
+ASYMMETRIC = [
+    (("priors", "e1"), {"min": -0.4, "max": 0.3}, "priors.e1: expected a range symmetric about 0 with"),
+    (
+        ("simulation", "source", "light", "center_y"),
+        {"min": -0.2, "max": 0.2},
+        "simulation.source.light.center_y: expected the same value or range as center_x with",
+    ),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "message"), ASYMMETRIC, ids=["e1 prior", "source position"])
+def test_symmetrise_is_refused_where_the_simulation_is_not_symmetric(
+    tiny_config: dict, where: tuple[str, ...], value: object, message: str
+) -> None:
+    """The symmetrised posterior is exact only for a D4-symmetric simulation (lenspipe.augment.check_config): the
+    refusal names the asymmetric key and the ensemble setting that needs the symmetry."""
+    target = tiny_config
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    check_config(copy.deepcopy(tiny_config))  # fine without symmetrise
+    with pytest.raises(ConfigError) as info:
+        check_config(with_ensemble(tiny_config, members=["nsf"], symmetrise="d4"))
+    assert message in str(info.value) and "estimators.ens.symmetrise: d4" in str(info.value)
 
 
 @pytest.mark.parametrize(("entry", "message"), BAD, ids=[str(i) for i in range(len(BAD))])
@@ -427,15 +578,21 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     config = yaml.safe_load(cfg.read_text())
     config["estimators"]["ensemble"] = {"flow": "ensemble", "members": ["maf", "nsf"]}
     config["estimators"]["best"] = {"flow": "ensemble", "members": ["maf", "nsf"], "combine": "best"}
+    config["estimators"]["nsf_d4"] = {"flow": "ensemble", "members": ["nsf"], "symmetrise": "d4"}
     path = write_config(other / "config" / "ensemble.yaml", config)
     jobs = dry_run_jobs(other, path)
-    both = ["estimator=best", "estimator=ensemble"]
+    both = ["estimator=best", "estimator=ensemble", "estimator=nsf_d4"]
     assert jobs == {"ensemble": both, "sample": both, "evaluate": both, "compare": [""]}, jobs
     snakemake(["--cores", "2", "--configfile", str(path)], cwd=other)
     out = other / "results" / "test"
     est = posterior.load(out / "train/ensemble/estimator.pt", parameter_names=config["parameters"])
     assert isinstance(est, posterior.EnsembleEstimator) and est.member_names == ("maf", "nsf")
     assert open_samples(out / "sample/ensemble/samples.zarr").samples.shape == (12, 200, 6)
+    sym = posterior.load(out / "train/nsf_d4/estimator.pt")
+    assert (
+        isinstance(sym, posterior.EnsembleEstimator) and sym.symmetrise == "d4" and len(sym.components) == 8
+    )
+    assert open_samples(out / "sample/nsf_d4/samples.zarr").samples.shape == (12, 200, 6)
     summary = json.loads((out / "train/ensemble/summary.json").read_text())
     members = [json.loads((out / f"train/{m}/summary.json").read_text()) for m in ("maf", "nsf")]
     assert summary["epochs"] == 4 and summary["wall_time_s"] == pytest.approx(
@@ -445,7 +602,7 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     assert (out / "evaluate/ensemble/figures/loss.png").stat().st_size > 1000
     for table in ("r2", "calibration", "cost"):
         frame = pd.read_csv(out / f"compare/{table}.csv")
-        assert {"ensemble", "best"} <= set(frame["estimator"]), table
+        assert {"ensemble", "best", "nsf_d4"} <= set(frame["estimator"]), table
     cost = pd.read_csv(out / "compare/cost.csv").set_index("estimator")
     assert cost.loc["ensemble", "epochs"] == 4 and np.isnan(cost.loc["ensemble", "best_epoch"])
     # combine: best: the member of lowest validation loss, sampled as that single flow
@@ -459,8 +616,9 @@ def test_an_ensemble_is_sampled_evaluated_and_compared(
     # a member's new settings: that member retrains, the ensemble follows (input dependency); nsf stays
     config["estimators"]["maf"]["hidden_features"] = 64
     jobs = dry_run_jobs(other, write_config(path, config))
-    assert jobs["train"] == ["estimator=maf"] and jobs["ensemble"] == both
-    assert jobs["sample"] == [*both, "estimator=maf"]
+    with_maf = ["estimator=best", "estimator=ensemble"]  # nsf_d4 has no maf: it stays
+    assert jobs["train"] == ["estimator=maf"] and jobs["ensemble"] == with_maf
+    assert jobs["sample"] == [*with_maf, "estimator=maf"]
 
 
 def test_ensemble_cpu_time_is_unknown_when_a_member_did_not_record_it() -> None:
