@@ -6,6 +6,7 @@ SIE uses), so its prior range is the image of the other parameters' box.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -23,9 +24,16 @@ class Cosmology:
     Om0: float = 0.3
 
     def astropy(self):  # noqa: ANN201 - astropy type, imported lazily
-        from astropy.cosmology import FlatLambdaCDM
+        """astropy's FlatLambdaCDM, built once per (H0, Om0): building one costs ~0.1 s (its unit conversions), and a
+        derived theta_E computes per image piece when an ensemble samples (lenspipe.posterior)."""
+        return _flat_lambda_cdm(float(self.H0), float(self.Om0))
 
-        return FlatLambdaCDM(H0=self.H0, Om0=self.Om0)
+
+@functools.lru_cache(maxsize=16)
+def _flat_lambda_cdm(h0: float, om0: float):  # noqa: ANN202 - astropy type; its cosmologies are immutable
+    from astropy.cosmology import FlatLambdaCDM
+
+    return FlatLambdaCDM(H0=h0, Om0=om0)
 
 
 def einstein_radius(sigma_v, z_l, z_s, cosmology: Cosmology):  # noqa: ANN001, ANN201

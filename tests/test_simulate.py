@@ -243,3 +243,11 @@ def test_rule_simulate_writes_each_shard(tmp_path: Path) -> None:
     np.testing.assert_array_equal(open_store(workdir / targets[1]).load_images(), again.images)
     dry = snakemake([*args, "-n", *targets], cwd=workdir)
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_the_astropy_cosmology_is_built_once_per_parameters() -> None:
+    """Building astropy's FlatLambdaCDM costs ~0.1 s; einstein_radius runs per image piece when an ensemble with a
+    derived theta_E samples, so the object is cached per (H0, Om0) (it is immutable)."""
+    assert Cosmology().astropy() is Cosmology(70.0, 0.3).astropy()
+    assert Cosmology(H0=67.0).astropy() is not Cosmology().astropy()
+    assert Cosmology(H0=67.0).astropy().H0.value == 67.0
