@@ -395,10 +395,11 @@ class EnsembleEstimator:
         elements = range(augment.N_ELEMENTS) if self.symmetrise else range(1)
         self.components: list[tuple[int, int]] = [(k, g) for k in range(len(self.members)) for g in elements]
         self.component_weights = np.array([self.weights[k] / len(elements) for k, _ in self.components])
-        try:
+        try:  # only a symmetrised mixture needs every parameter's rule (a plain one mixes any parameters)
             self._signs = {
                 g: np.asarray(augment.parameter_signs(self.parameter_names, g), dtype=np.float32)
                 for g in elements
+                if self.symmetrise
             }
         except ConfigError as exc:
             raise DataError(path, f"cannot symmetrise these parameters ({exc})") from exc

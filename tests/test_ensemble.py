@@ -285,6 +285,15 @@ def test_symmetrised_samples_come_from_their_element(symmetrised: tuple[Path, Pa
     np.testing.assert_allclose(samples[..., 1].mean(axis=1), 0.0, atol=0.03)  # its symmetrisation does not
 
 
+def test_a_plain_ensemble_mixes_parameters_without_symmetry_rules(tmp_path: Path) -> None:
+    """Only symmetrisation needs each parameter's D4 rule: a plain mixture of flows for `gamma` loads and samples."""
+    box = PriorBox(("sigma_v", "gamma"), (150.0, 1.5), (400.0, 2.5))
+    records = {"maf": member_record("maf", 0, box=box), "nsf": member_record("nsf", 1, box=box)}
+    est = posterior.load(bundle(tmp_path, records))
+    assert est.components == [(0, 0), (1, 0)]
+    assert box.contains(est.sample_images(images(2), 50, seed=1)).all()
+
+
 def test_a_symmetrised_mixture_records_it(symmetrised: tuple[Path, Path]) -> None:
     root, path = symmetrised
     record = torch.load(path, weights_only=True)
