@@ -1,0 +1,364 @@
+"""How precisely could the lens's own light be measured from a physical-light study's images? A bound on z_l.
+
+Issue 17's oracle regresses z_l on the lens's true magnitudes, colours, size and theta_E: it skips the measurement.
+This script bounds what a measurement can give. It simulates images of the study's design (its config, its shard
+seeds; deeplenstronomy's noise-free planes kept: the lens light and the lensed source per band), and for each image
+computes the Fisher matrix of the light's amplitudes from the image's own per-pixel noise (the survey's background
+plus the light's Poisson noise: the script checks it against the simulated images' residuals). Its inverse is the
+Cramer-Rao covariance of the lens magnitudes, for three models of what must be fitted beside the lens:
+
+  isolated        the lens alone (no arcs): a matched filter per band
+  source known    one source amplitude whose colours are known (as the study draws it: fixed colours)
+  source free     a source amplitude per band (a real source's colours are not known)
+
+With every shape known exactly (the lens's size and profile, the source's and the lensed arcs' shapes, theta_E)
+these are lower bounds on a fit's errors. With `--shapes` the script also frees the shapes: it renders each image's
+lens and source light with lenstronomy from the metadata (checked against deeplenstronomy's planes to 1e-9) and adds
+the derivatives by the lens light's R_sersic, n_sersic, e1, e2, the source's R_sersic, n_sersic, e1, e2, centre and
+the SIE's theta_E, e1, e2 (central differences), each drawn nuisance shape with its prior's precision (a uniform's
+1 / variance) added, as an estimator trained on the study knows its priors. The lens's log size and theta_E then
+get errors too (rows "shapes free").
+
+The oracle's features (lenspipe.limits: magnitudes, colours, log size, theta_E) get each image's errors drawn from
+its covariance (bands correlated through the shared source and shapes), and the same k-NN regression (trained on
+noisy features too, as an estimator learns from noisy images) gives R^2 per parameter on the last
+`--test-fraction` of the images. A Gaussian (Fisher) approximation: it says what precision the images allow, not
+that a fit attains it.
+
+Usage: .venv/bin/python benchmarks/deblending_limit.py [--config config/physical.yaml] [--images 10000]
+       [--shard-size 1000] [--test-fraction 0.1] [--seed 0] [--shapes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lenspipe import deeplens
+from lenspipe.config import load_config
+from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits
+from lenspipe.rule_params import simulate_params
+from lenspipe.simulate import SimulationSettings
+
+REPO = Path(__file__).resolve().parent.parent
+MAG_PER_LN = 2.5 / np.log(10.0)
+MODES = ("isolated", "source known", "source free")
+
+
+def variance_maps(lens: np.ndarray, source: np.ndarray, meta: pd.DataFrame, bands: list[str]) -> np.ndarray:
+    """Per-pixel noise variance (n, bands, H, W) in (counts/s)^2: the survey background's sigma^2 (metadata
+    `sky_sigma`) plus the noise-free light's Poisson variance, light / exposure time (lenstronomy's add_poisson)."""
+    sky = np.column_stack([meta[f"sky_sigma-{b}"].to_numpy(float) for b in bands])
+    time = np.column_stack([meta[f"exposure_time-{b}"].to_numpy(float) for b in bands])
+    light = np.clip(lens + source, 0.0, None)
+    return sky[:, :, None, None] ** 2 + light / time[:, :, None, None]
+
+
+def per_band(planes: np.ndarray) -> np.ndarray:
+    """(n, bands, H, W) -> (n, bands, bands, H, W): template k holds band k's plane and zeros in the others."""
+    n, bands = planes.shape[:2]
+    out = np.zeros((n, bands, *planes.shape[1:]), dtype=planes.dtype)
+    for k in range(bands):
+        out[:, k, k] = planes[:, k]
+    return out
+
+
+def templates(lens: np.ndarray, source: np.ndarray, mode: str) -> np.ndarray:
+    """The images' derivatives by each free amplitude factor (n, k, bands, H, W), the lens's bands first: the
+    lens per band, then nothing (isolated), the whole source (source known) or the source per band (source free)."""
+    parts = [per_band(lens)]
+    if mode == "source known":
+        parts.append(source[:, None])
+    elif mode == "source free":
+        parts.append(per_band(source))
+    elif mode != "isolated":
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
+    return np.concatenate(parts, axis=1)
+
+
+def magnitude_covariance(lens: np.ndarray, source: np.ndarray, variance: np.ndarray, mode: str) -> np.ndarray:
+    """Cramer-Rao covariance (n, bands, bands) of the lens's magnitudes: the inverse Fisher matrix of the amplitude
+    factors (1 at the truth, so their errors are relative flux errors) times (2.5 / ln 10)^2, lens block."""
+    t = templates(lens.astype(np.float64), source.astype(np.float64), mode)
+    fisher = np.einsum("nibhw,njbhw->nij", t / variance[:, None], t)
+    bands = lens.shape[1]
+    return MAG_PER_LN**2 * np.linalg.inv(fisher)[:, :bands, :bands]
+
+
+def with_correlated_errors(
+    features: np.ndarray, covariance: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """The oracle's features with each image's errors drawn from its covariance (n, k, k): over the magnitudes
+    (k = bands), or the magnitudes, log10 size and theta_E (k = bands + 2); colours recomputed from the perturbed
+    magnitudes, whatever the covariance leaves out stays exact."""
+    n_bands = (features.shape[1] - 1) // 2  # magnitudes, colours, log size, theta_E
+    columns = lens_light_columns(n_bands)
+    where = list(range(n_bands))
+    if covariance.shape[1] == n_bands + 2:
+        where += [columns["log_size"].start, columns["theta_E"].start]
+    elif covariance.shape[1] != n_bands:
+        raise ValueError(f"covariance: expected {n_bands} or {n_bands + 2} rows, got {covariance.shape[1]}")
+    out = features.copy()
+    chol = np.linalg.cholesky(covariance)
+    out[:, where] += np.einsum("nij,nj->ni", chol, rng.standard_normal((len(out), len(where))))
+    mags = out[:, columns["magnitudes"]]
+    out[:, columns["colours"]] = mags[:, :-1] - mags[:, 1:]
+    return out
+
+
+# deeplenstronomy's metadata columns of the lens light, the SIE and the source light (suffix -<band>)
+PREFIXES = {
+    "lens": "PLANE_1-OBJECT_1-LIGHT_PROFILE_1-",
+    "mass": "PLANE_1-OBJECT_1-MASS_PROFILE_1-",
+    "source": "PLANE_2-OBJECT_1-LIGHT_PROFILE_1-",
+}
+KEYS = {
+    "lens": ("R_sersic", "n_sersic", "e1", "e2", "center_x", "center_y"),
+    "mass": ("theta_E", "e1", "e2", "center_x", "center_y"),
+    "source": ("R_sersic", "n_sersic", "e1", "e2", "center_x", "center_y"),
+}
+# The shapes a fit must find beside the amplitudes, and the config entry that draws each (its prior); None: the
+# oracle's own features (lens size, theta_E), which get no prior. Lens and SIE centres are the grid's (known).
+SHAPES = (
+    ("lens", "R_sersic", None),
+    ("lens", "n_sersic", ("simulation", "lens", "light", "n_sersic")),
+    ("lens", "e1", ("simulation", "lens", "light", "e1")),
+    ("lens", "e2", ("simulation", "lens", "light", "e2")),
+    ("source", "R_sersic", ("simulation", "source", "light", "R_sersic")),
+    ("source", "n_sersic", ("simulation", "source", "light", "n_sersic")),
+    ("source", "e1", ("simulation", "source", "light", "e1")),
+    ("source", "e2", ("simulation", "source", "light", "e2")),
+    ("source", "center_x", ("simulation", "source", "light", "center_x")),
+    ("source", "center_y", ("simulation", "source", "light", "center_y")),
+    ("mass", "theta_E", None),
+    ("mass", "e1", ("priors", "e1")),
+    ("mass", "e2", ("priors", "e2")),
+)
+STEP = 1e-4  # central-difference step: relative for sizes and theta_E, absolute for the rest
+REPLICA_RTOL = 1e-9
+
+
+def free_shapes(config: dict) -> list[tuple[str, str, float]]:
+    """(part, name, prior precision) of every shape the config draws (a fixed value is known: left out); the
+    precision of a uniform range is 12 / width^2, 0 for the oracle's features."""
+    out = []
+    for part, name, path in SHAPES:
+        if path is None:
+            out.append((part, name, 0.0))
+            continue
+        value = config
+        for key in path:
+            value = value.get(key, {}) if isinstance(value, dict) else {}
+        if isinstance(value, dict) and {"min", "max"} <= set(value):
+            out.append((part, name, 12.0 / (float(value["max"]) - float(value["min"])) ** 2))
+    return out
+
+
+class Renderer:
+    """One image's lens light and lensed source in one band, rendered by lenstronomy from its metadata as
+    deeplenstronomy renders them (its ImageModel: Gaussian PSF of the band's seeing, default numerics), amplitude
+    1, with any one shape changed."""
+
+    def __init__(self, meta: pd.DataFrame, row: int, band: str, num_pix: int) -> None:
+        from lenstronomy.Data.imaging_data import ImageData
+        from lenstronomy.Data.psf import PSF
+        from lenstronomy.ImSim.image_model import ImageModel
+        from lenstronomy.LensModel.lens_model import LensModel
+        from lenstronomy.LightModel.light_model import LightModel
+        from lenstronomy.Util.simulation_util import data_configure_simple
+
+        def value(column: str) -> float:
+            return float(meta[f"{column}-{band}"].iloc[row])
+
+        scale = value("pixel_scale")
+        self.kwargs = {part: {k: value(PREFIXES[part] + k) for k in keys} for part, keys in KEYS.items()}
+        self.model = ImageModel(
+            ImageData(**data_configure_simple(num_pix, scale, value("exposure_time"))),
+            PSF(psf_type="GAUSSIAN", fwhm=value("seeing"), pixel_size=scale),
+            LensModel(["SIE"]),
+            LightModel(["SERSIC_ELLIPSE"]),
+            LightModel(["SERSIC_ELLIPSE"]),
+            kwargs_numerics={},
+        )
+
+    def image(self, part: str, change: tuple[str, str, float] | None = None) -> np.ndarray:
+        """The lens light (part 'lens') or the lensed source ('source'; a 'mass' change moves it too)."""
+        kwargs = {p: dict(k) for p, k in self.kwargs.items()}
+        if change is not None:
+            kwargs[change[0]][change[1]] = change[2]
+        if part == "lens":
+            return self.model.lens_surface_brightness([{"amp": 1.0, **kwargs["lens"]}])
+        return self.model.source_surface_brightness([{"amp": 1.0, **kwargs["source"]}], [kwargs["mass"]])
+
+    def derivative(self, part: str, name: str) -> np.ndarray:
+        """d(image of amplitude 1) / d(shape), by central differences."""
+        value = self.kwargs[part][name]
+        h = STEP * abs(value) if name in ("R_sersic", "theta_E") else STEP
+        image = "lens" if part == "lens" else "source"
+        up, down = self.image(image, (part, name, value + h)), self.image(image, (part, name, value - h))
+        return (up - down) / (2 * h)
+
+
+def meta_bands(meta: pd.DataFrame) -> list[str]:
+    """The bands of deeplenstronomy's metadata, in its column order."""
+    return [c[len("seeing-") :] for c in meta.columns if c.startswith("seeing-")]
+
+
+def amplitude(template: np.ndarray, plane: np.ndarray, what: str) -> float:
+    """The factor that makes lenstronomy's amplitude-1 `template` deeplenstronomy's `plane`; refused unless the
+    two agree to REPLICA_RTOL (the renderer must be deeplenstronomy's, or its derivatives mean nothing)."""
+    factor = float((template * plane).sum() / (template**2).sum())
+    if np.abs(factor * template - plane).max() > REPLICA_RTOL * np.abs(plane).max():
+        raise RuntimeError(f"{what}: lenstronomy's rendering differs from deeplenstronomy's plane")
+    return factor
+
+
+def shape_templates(
+    meta: pd.DataFrame, row: int, lens: np.ndarray, source: np.ndarray, shapes: list[tuple[str, str, float]]
+) -> np.ndarray:
+    """One image's derivatives (len(shapes), bands, H, W) by each free shape, at its amplitudes."""
+    out = np.empty((len(shapes), *lens.shape))
+    for k, band in enumerate(meta_bands(meta)):
+        renderer = Renderer(meta, row, band, lens.shape[-1])
+        factors = {
+            "lens": amplitude(renderer.image("lens"), lens[k], f"image {row} band {band} lens"),
+            "source": amplitude(renderer.image("source"), source[k], f"image {row} band {band} source"),
+        }
+        for j, (part, name, _) in enumerate(shapes):
+            out[j, k] = factors["lens" if part == "lens" else "source"] * renderer.derivative(part, name)
+    return out
+
+
+def full_covariance(
+    meta: pd.DataFrame,
+    lens: np.ndarray,
+    source: np.ndarray,
+    variance: np.ndarray,
+    mode: str,
+    shapes: list[tuple[str, str, float]],
+) -> np.ndarray:
+    """Cramer-Rao covariance (n, bands + 2, bands + 2) of the lens's magnitudes, log10 size and theta_E with the
+    amplitudes of `mode` and every shape free (each nuisance shape with its prior's precision)."""
+    n, bands = lens.shape[:2]
+    size = [j for j, s in enumerate(shapes) if s[:2] == ("lens", "R_sersic")][0]
+    einstein = [j for j, s in enumerate(shapes) if s[:2] == ("mass", "theta_E")][0]
+    r_sersic = meta[f"{PREFIXES['lens']}R_sersic-{meta_bands(meta)[0]}"].to_numpy(float)
+    out = np.empty((n, bands + 2, bands + 2))
+    for i in range(n):
+        amps = templates(lens[i : i + 1], source[i : i + 1], mode)[0]
+        t = np.concatenate([amps, shape_templates(meta, i, lens[i], source[i], shapes)])
+        fisher = np.einsum("ibhw,jbhw->ij", t / variance[i], t)
+        fisher[len(amps) :, len(amps) :] += np.diag([s[2] for s in shapes])
+        cov = np.linalg.inv(fisher)
+        jac = np.zeros((bands + 2, len(t)))
+        jac[:bands, :bands] = MAG_PER_LN * np.eye(bands)
+        jac[bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
+        jac[bands + 1, len(amps) + einstein] = 1.0
+        out[i] = jac @ cov @ jac.T
+    return out
+
+
+def simulate(
+    config: dict, n_images: int, shard_size: int, shapes: bool = False
+) -> tuple[pd.DataFrame, np.ndarray, dict, list]:
+    """Images of the config's design with planes, shard by shard with the config's shard seeds: the metadata, the
+    labels, each mode's covariance (n, k, k: the magnitudes; with `shapes`, also 'shapes free, <mode>' over the
+    magnitudes, log size and theta_E), and each shard's residual chi^2 per pixel per band (image minus noise-free
+    light, over the variance map: ~1 if the noise model is right)."""
+    names = list(config["parameters"])
+    metas, thetas, chi2 = [], [], []
+    free = free_shapes(config) if shapes else []
+    shape_modes = ("source known", "source free") if shapes else ()
+    covs: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
+    covs.update({f"shapes free, {m}": [] for m in shape_modes})
+    n_shards = -(-n_images // shard_size)
+    for shard in tqdm(range(n_shards), desc="shards"):
+        params = simulate_params(config, shard)
+        settings = SimulationSettings.from_params(params)
+        size = min(shard_size, n_images - shard * shard_size)
+        # deeplenstronomy loses the first image of a call: ask for one more; keep what came, up to `size`
+        batch = deeplens.simulate(settings.spec, size + 1, settings.seed, planes=True).select(slice(0, size))
+        assert batch.planes is not None
+        bands = list(settings.spec.bands)
+        lens, source = batch.planes[:, 0], batch.planes[:, 1]
+        variance = variance_maps(lens, source, batch.metadata, bands)
+        chi2.append(((batch.images - lens - source) ** 2 / variance).mean(axis=(0, 2, 3)))
+        for mode in MODES:
+            covs[mode].append(magnitude_covariance(lens, source, variance, mode))
+        for mode in shape_modes:
+            covs[f"shapes free, {mode}"].append(
+                full_covariance(batch.metadata, lens, source, variance, mode, free)
+            )
+        metas.append(batch.metadata)
+        thetas.append(deeplens.labels(batch.metadata, names, bands[0]))
+    meta = pd.concat(metas, ignore_index=True)
+    return meta, np.concatenate(thetas), {m: np.concatenate(c) for m, c in covs.items()}, chi2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(REPO / "config" / "physical.yaml"))
+    parser.add_argument("--images", type=int, default=10000)
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the magnitude errors' draws")
+    parser.add_argument(
+        "--shapes", action="store_true", help="also free every shape (lenstronomy derivatives)"
+    )
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    config = load_config(args.config)
+    names = list(config["parameters"])
+    meta, theta, covs, chi2 = simulate(config, args.images, args.shard_size, args.shapes)
+    features = lens_light_features(meta, theta, names)
+    if features is None:
+        raise SystemExit(f"{args.config}: no physical lens light (simulation.lens.light.model) or no theta_E")
+    bands = list(config["simulation"]["bands"])
+    n_test = max(1, round(args.test_fraction * len(theta)))
+    train, test = slice(0, len(theta) - n_test), slice(len(theta) - n_test, None)
+    chi = np.mean(chi2, axis=0)
+    print(
+        f"{len(theta)} images of {args.config}; residual chi^2 per pixel: "
+        + ", ".join(f"{b} {c:.3f}" for b, c in zip(bands, chi, strict=True))
+    )
+    rng = np.random.default_rng(args.seed)
+    rows = {"oracle (true light + theta_E)": features}
+    errors = {}
+    for mode, cov in covs.items():
+        rows[f"oracle, Cramer-Rao errors: {mode}"] = with_correlated_errors(features, cov, rng)
+        errors[mode] = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    print(f"\nR^2 on {n_test} test images (k-NN on the features, trained on {len(theta) - n_test})")
+    print("| features | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for label, x in rows.items():
+        r2 = lens_light_limits(x[train], x[test], theta[train], theta[test], names)
+        cells = ["--" if r2.get(n) is None else f"{r2[n]:.3f}" for n in names]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\nLens magnitude errors [mag]: median (fraction of images above 0.1 mag) per band")
+    print("| fitted beside the lens | " + " | ".join(bands) + " |")
+    print("|---|" + "---:|" * len(bands))
+    for mode, err in errors.items():
+        cells = [f"{np.median(err[:, k]):.3f} ({np.mean(err[:, k] > 0.1):.2f})" for k in range(len(bands))]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print("\nLens colour errors [mag]: median per neighbouring pair of bands (what z_l is read from)")
+    pairs = [f"{a}-{b}" for a, b in zip(bands[:-1], bands[1:], strict=True)]
+    print("| fitted beside the lens | " + " | ".join(pairs) + " |")
+    print("|---|" + "---:|" * len(pairs))
+    for mode, cov in covs.items():
+        colour = [cov[:, k, k] + cov[:, k + 1, k + 1] - 2 * cov[:, k, k + 1] for k in range(len(pairs))]
+        print(f"| {mode} | " + " | ".join(f"{np.median(np.sqrt(v)):.3f}" for v in colour) + " |")
+    shape_modes = [m.removeprefix("shapes free, ") for m in covs if m.startswith("shapes free")]
+    if shape_modes:
+        print("\nWith every shape free: median error of the lens's log10 size [dex] and of theta_E [arcsec]")
+        for mode in shape_modes:
+            err = errors[f"shapes free, {mode}"]
+            print(f"- {mode}: log10 size {np.median(err[:, -2]):.4f}, theta_E {np.median(err[:, -1]):.4f}")
+
+
+if __name__ == "__main__":
+    main()
