@@ -251,6 +251,15 @@ case "$0" in *sinfo) printf 'cpu|infinite\\ngpu|2-00:00:00\\n' ;; *sbatch) echo 
 """
 
 
+def fake_slurm(bin_dir: Path, calls: Path) -> None:
+    """SLURM's commands as FAKE_SLURM, in `bin_dir`: Snakemake's SLURM plugin will not even load without squeue or
+    sacct on the PATH, so a machine without SLURM needs them all."""
+    bin_dir.mkdir()
+    for name in ("sbatch", "sinfo", "squeue", "sacct", "sacctmgr", "scontrol", "srun"):
+        (bin_dir / name).write_text(FAKE_SLURM.format(calls=calls))
+        (bin_dir / name).chmod(0o755)
+
+
 def test_placeholder_site_block_is_refused_before_anything_is_submitted(tmp_path: Path) -> None:
     """profiles/slurm as shipped (account my_account): one line naming the file and the setting, no traceback,
     and nothing submitted (sbatch and srun never run)."""
@@ -258,11 +267,8 @@ def test_placeholder_site_block_is_refused_before_anything_is_submitted(tmp_path
     dest = copy_workflow(tmp_path / "work")
     (dest / "slurm").symlink_to("profiles/slurm")
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     calls = tmp_path / "calls.txt"
-    for name in ("sbatch", "sinfo", "squeue", "sacct", "sacctmgr", "scontrol", "srun"):
-        (bin_dir / name).write_text(FAKE_SLURM.format(calls=calls))
-        (bin_dir / name).chmod(0o755)
+    fake_slurm(bin_dir, calls)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("SNAKEMAKE_PROFILE", None)
     proc = subprocess.run([str(BIN / "snakemake"), "--profile", "slurm", "--configfile", "config/test.yaml"],
@@ -280,9 +286,7 @@ def test_placeholder_site_block_is_refused_before_anything_is_submitted(tmp_path
 def test_a_partition_shorter_than_a_retry_is_refused(work: Path, tmp_path: Path) -> None:
     """sinfo says gpu allows 2 days: train_runtime 1500 min retried (3000 min) does not fit; 1440 does."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sinfo").write_text(FAKE_SLURM.format(calls=tmp_path / "calls.txt"))
-    (bin_dir / "sinfo").chmod(0o755)
+    fake_slurm(bin_dir, tmp_path / "calls.txt")
     env_path = f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     for runtime, ok in ((1440, True), (1500, False)):
         profile = filled_profile(tmp_path / f"p{runtime}", {"train_runtime": runtime}).parent
