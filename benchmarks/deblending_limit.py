@@ -234,32 +234,35 @@ def shape_templates(
     return out
 
 
-def full_covariance(
+def full_covariances(
     meta: pd.DataFrame,
     lens: np.ndarray,
     source: np.ndarray,
     variance: np.ndarray,
-    mode: str,
+    modes: tuple[str, ...],
     shapes: list[tuple[str, str, float]],
-) -> np.ndarray:
-    """Cramer-Rao covariance (n, bands + 2, bands + 2) of the lens's magnitudes, log10 size and theta_E with the
-    amplitudes of `mode` and every shape free (each nuisance shape with its prior's precision)."""
+) -> dict[str, np.ndarray]:
+    """Per amplitude mode: the Cramer-Rao covariance (n, bands + 2, bands + 2) of the lens's magnitudes, log10 size
+    and theta_E with every shape free too (each nuisance shape with its prior's precision); the shapes'
+    derivatives are rendered once per image for all modes."""
     n, bands = lens.shape[:2]
     size = [j for j, s in enumerate(shapes) if s[:2] == ("lens", "R_sersic")][0]
     einstein = [j for j, s in enumerate(shapes) if s[:2] == ("mass", "theta_E")][0]
     r_sersic = meta[f"{PREFIXES['lens']}R_sersic-{meta_bands(meta)[0]}"].to_numpy(float)
-    out = np.empty((n, bands + 2, bands + 2))
+    prior = np.diag([s[2] for s in shapes])
+    out = {mode: np.empty((n, bands + 2, bands + 2)) for mode in modes}
     for i in range(n):
-        amps = templates(lens[i : i + 1], source[i : i + 1], mode)[0]
-        t = np.concatenate([amps, shape_templates(meta, i, lens[i], source[i], shapes)])
-        fisher = np.einsum("ibhw,jbhw->ij", t / variance[i], t)
-        fisher[len(amps) :, len(amps) :] += np.diag([s[2] for s in shapes])
-        cov = np.linalg.inv(fisher)
-        jac = np.zeros((bands + 2, len(t)))
-        jac[:bands, :bands] = MAG_PER_LN * np.eye(bands)
-        jac[bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
-        jac[bands + 1, len(amps) + einstein] = 1.0
-        out[i] = jac @ cov @ jac.T
+        shaped = shape_templates(meta, i, lens[i], source[i], shapes)
+        for mode in modes:
+            amps = templates(lens[i : i + 1], source[i : i + 1], mode)[0]
+            t = np.concatenate([amps, shaped])
+            fisher = np.einsum("ibhw,jbhw->ij", t / variance[i], t)
+            fisher[len(amps) :, len(amps) :] += prior
+            jac = np.zeros((bands + 2, len(t)))
+            jac[:bands, :bands] = MAG_PER_LN * np.eye(bands)
+            jac[bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
+            jac[bands + 1, len(amps) + einstein] = 1.0
+            out[mode][i] = jac @ np.linalg.inv(fisher) @ jac.T
     return out
 
 
@@ -290,10 +293,10 @@ def simulate(
         chi2.append(((batch.images - lens - source) ** 2 / variance).mean(axis=(0, 2, 3)))
         for mode in MODES:
             covs[mode].append(magnitude_covariance(lens, source, variance, mode))
-        for mode in shape_modes:
-            covs[f"shapes free, {mode}"].append(
-                full_covariance(batch.metadata, lens, source, variance, mode, free)
-            )
+        if shape_modes:
+            full = full_covariances(batch.metadata, lens, source, variance, shape_modes, free)
+            for mode in shape_modes:
+                covs[f"shapes free, {mode}"].append(full[mode])
         metas.append(batch.metadata)
         thetas.append(deeplens.labels(batch.metadata, names, bands[0]))
     meta = pd.concat(metas, ignore_index=True)
