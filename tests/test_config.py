@@ -437,7 +437,8 @@ def test_the_three_studies_differ_only_as_documented() -> None:
 
 def test_physical_differs_from_realistic_only_in_the_lens_light_and_its_training() -> None:
     """physical: realistic's study with the lens light that follows sigma_v and z_l (no lens colours to set),
-    trained with the reduce-on-plateau setting that learned z_l there, and the mixture that calibrates it."""
+    trained with the reduce-on-plateau setting (realistic's cosine leaves MAF 0.04-0.06 behind NSF there: README),
+    and the mixture that calibrates its NSF."""
     realistic, physical = (load_config(REPO / "config" / f) for f in ("realistic.yaml", "physical.yaml"))
     assert physical["run"] == "physical" and physical["simulation"]["sky_noise"] == "survey"
     assert physical["estimators"].pop("mixture") == {"flow": "ensemble", "members": ["maf", "nsf"]}
