@@ -204,11 +204,6 @@ class Renderer:
         return (up - down) / (2 * h)
 
 
-def meta_bands(meta: pd.DataFrame) -> list[str]:
-    """The bands of deeplenstronomy's metadata, in its column order."""
-    return [c[len("seeing-") :] for c in meta.columns if c.startswith("seeing-")]
-
-
 def amplitude(template: np.ndarray, plane: np.ndarray, what: str) -> float:
     """The factor that makes lenstronomy's amplitude-1 `template` deeplenstronomy's `plane`; refused unless the
     two agree to REPLICA_RTOL (the renderer must be deeplenstronomy's, or its derivatives mean nothing)."""
@@ -219,11 +214,17 @@ def amplitude(template: np.ndarray, plane: np.ndarray, what: str) -> float:
 
 
 def shape_templates(
-    meta: pd.DataFrame, row: int, lens: np.ndarray, source: np.ndarray, shapes: list[tuple[str, str, float]]
+    meta: pd.DataFrame,
+    row: int,
+    lens: np.ndarray,
+    source: np.ndarray,
+    bands: list[str],
+    shapes: list[tuple[str, str, float]],
 ) -> np.ndarray:
-    """One image's derivatives (len(shapes), bands, H, W) by each free shape, at its amplitudes."""
+    """One image's derivatives (len(shapes), bands, H, W) by each free shape, at its amplitudes (`lens` and
+    `source`: its planes, in the order of `bands`)."""
     out = np.empty((len(shapes), *lens.shape))
-    for k, band in enumerate(meta_bands(meta)):
+    for k, band in enumerate(bands):
         renderer = Renderer(meta, row, band, lens.shape[-1])
         factors = {
             "lens": amplitude(renderer.image("lens"), lens[k], f"image {row} band {band} lens"),
@@ -239,29 +240,30 @@ def full_covariances(
     lens: np.ndarray,
     source: np.ndarray,
     variance: np.ndarray,
+    bands: list[str],
     modes: tuple[str, ...],
     shapes: list[tuple[str, str, float]],
 ) -> dict[str, np.ndarray]:
     """Per amplitude mode: the Cramer-Rao covariance (n, bands + 2, bands + 2) of the lens's magnitudes, log10 size
     and theta_E with every shape free too (each nuisance shape with its prior's precision); the shapes'
     derivatives are rendered once per image for all modes."""
-    n, bands = lens.shape[:2]
+    n, n_bands = len(lens), len(bands)
     size = [j for j, s in enumerate(shapes) if s[:2] == ("lens", "R_sersic")][0]
     einstein = [j for j, s in enumerate(shapes) if s[:2] == ("mass", "theta_E")][0]
-    r_sersic = meta[f"{PREFIXES['lens']}R_sersic-{meta_bands(meta)[0]}"].to_numpy(float)
+    r_sersic = meta[f"{PREFIXES['lens']}R_sersic-{bands[0]}"].to_numpy(float)
     prior = np.diag([s[2] for s in shapes])
-    out = {mode: np.empty((n, bands + 2, bands + 2)) for mode in modes}
+    out = {mode: np.empty((n, n_bands + 2, n_bands + 2)) for mode in modes}
     for i in range(n):
-        shaped = shape_templates(meta, i, lens[i], source[i], shapes)
+        shaped = shape_templates(meta, i, lens[i], source[i], bands, shapes)
         for mode in modes:
             amps = templates(lens[i : i + 1], source[i : i + 1], mode)[0]
             t = np.concatenate([amps, shaped])
             fisher = np.einsum("ibhw,jbhw->ij", t / variance[i], t)
             fisher[len(amps) :, len(amps) :] += prior
-            jac = np.zeros((bands + 2, len(t)))
-            jac[:bands, :bands] = MAG_PER_LN * np.eye(bands)
-            jac[bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
-            jac[bands + 1, len(amps) + einstein] = 1.0
+            jac = np.zeros((n_bands + 2, len(t)))
+            jac[:n_bands, :n_bands] = MAG_PER_LN * np.eye(n_bands)
+            jac[n_bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
+            jac[n_bands + 1, len(amps) + einstein] = 1.0
             out[mode][i] = jac @ np.linalg.inv(fisher) @ jac.T
     return out
 
@@ -294,7 +296,7 @@ def simulate(
         for mode in MODES:
             covs[mode].append(magnitude_covariance(lens, source, variance, mode))
         if shape_modes:
-            full = full_covariances(batch.metadata, lens, source, variance, shape_modes, free)
+            full = full_covariances(batch.metadata, lens, source, variance, bands, shape_modes, free)
             for mode in shape_modes:
                 covs[f"shapes free, {mode}"].append(full[mode])
         metas.append(batch.metadata)
