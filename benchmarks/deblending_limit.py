@@ -17,7 +17,10 @@ lens and source light with lenstronomy from the metadata (checked against deeple
 the derivatives by the lens light's R_sersic, n_sersic, e1, e2, the source's R_sersic, n_sersic, e1, e2, centre and
 the SIE's theta_E, e1, e2 (central differences), each drawn nuisance shape with its prior's precision (a uniform's
 1 / variance) added, as an estimator trained on the study knows its priors. The lens's log size and theta_E then
-get errors too (rows "shapes free").
+get errors too (rows "shapes free"). An estimator does not know the image's seeing either (the study draws it per
+image and band from the survey's conditions): with `--seeing` the rows "..., seeing free" also free each band's PSF FWHM
+(derivatives of both renderings, in that band only), with the precision of the seeing's spread over the shard's
+images (1 / its variance per band).
 
 The oracle's features (lenspipe.limits: magnitudes, colours, log size, theta_E) get each image's errors drawn from
 its covariance (bands correlated through the shared source and shapes), and the same k-NN regression (trained on
@@ -26,7 +29,7 @@ noisy features too, as an estimator learns from noisy images) gives R^2 per para
 that a fit attains it.
 
 Usage: .venv/bin/python benchmarks/deblending_limit.py [--config config/physical.yaml] [--images 10000]
-       [--shard-size 1000] [--test-fraction 0.1] [--seed 0] [--shapes]
+       [--shard-size 1000] [--test-fraction 0.1] [--seed 0] [--shapes [--seeing]]
 """
 
 from __future__ import annotations
@@ -143,6 +146,49 @@ STEP = 1e-4  # central-difference step: relative for sizes and theta_E, absolute
 REPLICA_RTOL = 1e-9
 
 
+def seeing_priors(meta: pd.DataFrame, bands: list[str]) -> list[tuple[str, str, float]]:
+    """("psf", band, precision) per band: the seeing's precision as the images' spread of it (1 / variance), what
+    an estimator trained on the study's images knows of a band's seeing before it looks at one."""
+    out = []
+    for band in bands:
+        spread = float(meta[f"seeing-{band}"].to_numpy(float).var())
+        if not spread > 0:
+            raise ValueError(
+                f"seeing-{band}: the images' seeing does not vary (variance {spread}): nothing to free"
+            )
+        out.append(("psf", band, 1.0 / spread))
+    return out
+
+
+def boosted_predictions(
+    features: np.ndarray,
+    covariance: np.ndarray | None,
+    target: np.ndarray,
+    train: slice,
+    test: slice,
+    draws: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Predictions of `target` on the test images by gradient boosting trained on `draws` noisy copies of each
+    training image's features (errors from its covariance; None: the true features, one copy), tested on one
+    noisy draw: a better reader of noisy features than the oracle's k-NN (the k-NN's smoothing costs R^2)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    def noisy(rows: slice, copies: int) -> np.ndarray:
+        if covariance is None:
+            return features[rows]
+        return np.concatenate(
+            [with_correlated_errors(features[rows], covariance[rows], rng) for _ in range(copies)]
+        )
+
+    copies = 1 if covariance is None else draws
+    x_train, x_test = noisy(train, copies), noisy(test, 1)
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    model = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=0)
+    model.fit((x_train - mean) / std, np.tile(target[train], copies))
+    return model.predict((x_test - mean) / std)
+
+
 def free_shapes(config: dict) -> list[tuple[str, str, float]]:
     """(part, name, prior precision) of every shape the config draws (a fixed value is known: left out); the
     precision of a uniform range is 12 / width^2, 0 for the oracle's features."""
@@ -176,24 +222,34 @@ class Renderer:
             return float(meta[f"{column}-{band}"].iloc[row])
 
         scale = value("pixel_scale")
+        self.seeing = value("seeing")
         self.kwargs = {part: {k: value(PREFIXES[part] + k) for k in keys} for part, keys in KEYS.items()}
-        self.model = ImageModel(
-            ImageData(**data_configure_simple(num_pix, scale, value("exposure_time"))),
-            PSF(psf_type="GAUSSIAN", fwhm=value("seeing"), pixel_size=scale),
-            LensModel(["SIE"]),
-            LightModel(["SERSIC_ELLIPSE"]),
-            LightModel(["SERSIC_ELLIPSE"]),
-            kwargs_numerics={},
-        )
 
-    def image(self, part: str, change: tuple[str, str, float] | None = None) -> np.ndarray:
-        """The lens light (part 'lens') or the lensed source ('source'; a 'mass' change moves it too)."""
+        def model(fwhm: float) -> ImageModel:
+            return ImageModel(
+                ImageData(**data_configure_simple(num_pix, scale, value("exposure_time"))),
+                PSF(psf_type="GAUSSIAN", fwhm=fwhm, pixel_size=scale),
+                LensModel(["SIE"]),
+                LightModel(["SERSIC_ELLIPSE"]),
+                LightModel(["SERSIC_ELLIPSE"]),
+                kwargs_numerics={},
+            )
+
+        self.model_with_seeing = model
+        self.model = model(self.seeing)
+
+    def image(
+        self, part: str, change: tuple[str, str, float] | None = None, model: object | None = None
+    ) -> np.ndarray:
+        """The lens light (part 'lens') or the lensed source ('source'; a 'mass' change moves it too), through
+        `model` (another seeing's) if given."""
         kwargs = {p: dict(k) for p, k in self.kwargs.items()}
         if change is not None:
             kwargs[change[0]][change[1]] = change[2]
+        model = self.model if model is None else model
         if part == "lens":
-            return self.model.lens_surface_brightness([{"amp": 1.0, **kwargs["lens"]}])
-        return self.model.source_surface_brightness([{"amp": 1.0, **kwargs["source"]}], [kwargs["mass"]])
+            return model.lens_surface_brightness([{"amp": 1.0, **kwargs["lens"]}])
+        return model.source_surface_brightness([{"amp": 1.0, **kwargs["source"]}], [kwargs["mass"]])
 
     def derivative(self, part: str, name: str) -> np.ndarray:
         """d(image of amplitude 1) / d(shape), by central differences."""
@@ -202,6 +258,15 @@ class Renderer:
         image = "lens" if part == "lens" else "source"
         up, down = self.image(image, (part, name, value + h)), self.image(image, (part, name, value - h))
         return (up - down) / (2 * h)
+
+    def seeing_derivatives(self) -> tuple[np.ndarray, np.ndarray]:
+        """d(lens image) and d(lensed source image), each of amplitude 1, by the band's PSF FWHM [arcsec]."""
+        h = STEP * self.seeing
+        up, down = self.model_with_seeing(self.seeing + h), self.model_with_seeing(self.seeing - h)
+        return tuple(  # type: ignore[return-value]
+            (self.image(part, model=up) - self.image(part, model=down)) / (2 * h)
+            for part in ("lens", "source")
+        )
 
 
 def amplitude(template: np.ndarray, plane: np.ndarray, what: str) -> float:
@@ -222,8 +287,8 @@ def shape_templates(
     shapes: list[tuple[str, str, float]],
 ) -> np.ndarray:
     """One image's derivatives (len(shapes), bands, H, W) by each free shape, at its amplitudes (`lens` and
-    `source`: its planes, in the order of `bands`)."""
-    out = np.empty((len(shapes), *lens.shape))
+    `source`: its planes, in the order of `bands`); a band's seeing ("psf", band) moves that band only."""
+    out = np.zeros((len(shapes), *lens.shape))
     for k, band in enumerate(bands):
         renderer = Renderer(meta, row, band, lens.shape[-1])
         factors = {
@@ -231,6 +296,11 @@ def shape_templates(
             "source": amplitude(renderer.image("source"), source[k], f"image {row} band {band} source"),
         }
         for j, (part, name, _) in enumerate(shapes):
+            if part == "psf":
+                if name == band:
+                    d_lens, d_source = renderer.seeing_derivatives()
+                    out[j, k] = factors["lens"] * d_lens + factors["source"] * d_source
+                continue
             out[j, k] = factors["lens" if part == "lens" else "source"] * renderer.derivative(part, name)
     return out
 
@@ -243,44 +313,52 @@ def full_covariances(
     bands: list[str],
     modes: tuple[str, ...],
     shapes: list[tuple[str, str, float]],
+    seeing: bool = False,
 ) -> dict[str, np.ndarray]:
     """Per amplitude mode: the Cramer-Rao covariance (n, bands + 2, bands + 2) of the lens's magnitudes, log10 size
-    and theta_E with every shape free too (each nuisance shape with its prior's precision); the shapes'
-    derivatives are rendered once per image for all modes."""
+    and theta_E with every shape free too (each nuisance shape with its prior's precision); with `seeing`, also
+    with each band's seeing free (key "<mode>, seeing free"). The derivatives are rendered once per image for
+    all of them."""
     n, n_bands = len(lens), len(bands)
     size = [j for j, s in enumerate(shapes) if s[:2] == ("lens", "R_sersic")][0]
     einstein = [j for j, s in enumerate(shapes) if s[:2] == ("mass", "theta_E")][0]
     r_sersic = meta[f"{PREFIXES['lens']}R_sersic-{bands[0]}"].to_numpy(float)
-    prior = np.diag([s[2] for s in shapes])
-    out = {mode: np.empty((n, n_bands + 2, n_bands + 2)) for mode in modes}
+    every = list(shapes) + (seeing_priors(meta, bands) if seeing else [])
+    subsets = {"": list(range(len(shapes)))}
+    if seeing:
+        subsets[", seeing free"] = list(range(len(every)))
+    out = {mode + tail: np.empty((n, n_bands + 2, n_bands + 2)) for mode in modes for tail in subsets}
     for i in range(n):
-        shaped = shape_templates(meta, i, lens[i], source[i], bands, shapes)
+        shaped = shape_templates(meta, i, lens[i], source[i], bands, every)
         for mode in modes:
             amps = templates(lens[i : i + 1], source[i : i + 1], mode)[0]
-            t = np.concatenate([amps, shaped])
-            fisher = np.einsum("ibhw,jbhw->ij", t / variance[i], t)
-            fisher[len(amps) :, len(amps) :] += prior
-            jac = np.zeros((n_bands + 2, len(t)))
-            jac[:n_bands, :n_bands] = MAG_PER_LN * np.eye(n_bands)
-            jac[n_bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
-            jac[n_bands + 1, len(amps) + einstein] = 1.0
-            out[mode][i] = jac @ np.linalg.inv(fisher) @ jac.T
+            for tail, keep in subsets.items():
+                t = np.concatenate([amps, shaped[keep]])
+                fisher = np.einsum("ibhw,jbhw->ij", t / variance[i], t)
+                fisher[len(amps) :, len(amps) :] += np.diag([every[j][2] for j in keep])
+                jac = np.zeros((n_bands + 2, len(t)))
+                jac[:n_bands, :n_bands] = MAG_PER_LN * np.eye(n_bands)
+                jac[n_bands, len(amps) + size] = 1.0 / (r_sersic[i] * np.log(10.0))
+                jac[n_bands + 1, len(amps) + einstein] = 1.0
+                out[mode + tail][i] = jac @ np.linalg.inv(fisher) @ jac.T
     return out
 
 
 def simulate(
-    config: dict, n_images: int, shard_size: int, shapes: bool = False
+    config: dict, n_images: int, shard_size: int, shapes: bool = False, seeing: bool = False
 ) -> tuple[pd.DataFrame, np.ndarray, dict, list]:
     """Images of the config's design with planes, shard by shard with the config's shard seeds: the metadata, the
     labels, each mode's covariance (n, k, k: the magnitudes; with `shapes`, also 'shapes free, <mode>' over the
-    magnitudes, log size and theta_E), and each shard's residual chi^2 per pixel per band (image minus noise-free
-    light, over the variance map: ~1 if the noise model is right)."""
+    magnitudes, log size and theta_E, and with `seeing` 'shapes free, <mode>, seeing free'), and each shard's
+    residual chi^2 per pixel per band (image minus noise-free light, over the variance map: ~1 if the noise model
+    is right)."""
     names = list(config["parameters"])
     metas, thetas, chi2 = [], [], []
     free = free_shapes(config) if shapes else []
     shape_modes = ("source known", "source free") if shapes else ()
     covs: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
-    covs.update({f"shapes free, {m}": [] for m in shape_modes})
+    tails = ("", ", seeing free") if seeing else ("",)
+    covs.update({f"shapes free, {m}{t}": [] for m in shape_modes for t in tails})
     n_shards = -(-n_images // shard_size)
     for shard in tqdm(range(n_shards), desc="shards"):
         params = simulate_params(config, shard)
@@ -296,9 +374,9 @@ def simulate(
         for mode in MODES:
             covs[mode].append(magnitude_covariance(lens, source, variance, mode))
         if shape_modes:
-            full = full_covariances(batch.metadata, lens, source, variance, bands, shape_modes, free)
-            for mode in shape_modes:
-                covs[f"shapes free, {mode}"].append(full[mode])
+            full = full_covariances(batch.metadata, lens, source, variance, bands, shape_modes, free, seeing)
+            for key, cov in full.items():
+                covs[f"shapes free, {key}"].append(cov)
         metas.append(batch.metadata)
         thetas.append(deeplens.labels(batch.metadata, names, bands[0]))
     meta = pd.concat(metas, ignore_index=True)
@@ -315,15 +393,45 @@ def main() -> None:
     parser.add_argument(
         "--shapes", action="store_true", help="also free every shape (lenstronomy derivatives)"
     )
+    parser.add_argument(
+        "--seeing", action="store_true", help="with --shapes: also free each band's seeing (the PSF's FWHM)"
+    )
+    parser.add_argument(
+        "--draws", type=int, default=10, help="noisy copies of each training image for the z_l regression"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="independent draws of the z_l regression")
+    parser.add_argument(
+        "--magnitude-bins",
+        type=float,
+        nargs="+",
+        help="edges of the lens r magnitude bins of the z_l error table (default: the test images' fifths)",
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        help="also write the features, labels, lens r magnitudes and each mode's covariances to this .npz",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     config = load_config(args.config)
     names = list(config["parameters"])
-    meta, theta, covs, chi2 = simulate(config, args.images, args.shard_size, args.shapes)
+    if args.seeing and not args.shapes:
+        parser.error("--seeing needs --shapes")
+    meta, theta, covs, chi2 = simulate(config, args.images, args.shard_size, args.shapes, args.seeing)
     features = lens_light_features(meta, theta, names)
     if features is None:
         raise SystemExit(f"{args.config}: no physical lens light (simulation.lens.light.model) or no theta_E")
     bands = list(config["simulation"]["bands"])
+    if args.save is not None:
+        np.savez_compressed(
+            args.save,
+            features=features,
+            theta=theta,
+            names=np.array(names),
+            magnitudes=np.column_stack([meta[f"lens_light-magnitude-{b}"].to_numpy(float) for b in bands]),
+            modes=np.array(list(covs)),
+            **{f"cov{k}": cov for k, cov in enumerate(covs.values())},
+        )
     n_test = max(1, round(args.test_fraction * len(theta)))
     train, test = slice(0, len(theta) - n_test), slice(len(theta) - n_test, None)
     chi = np.mean(chi2, axis=0)
@@ -357,6 +465,30 @@ def main() -> None:
     for mode, cov in covs.items():
         colour = [cov[:, k, k] + cov[:, k + 1, k + 1] - 2 * cov[:, k, k + 1] for k in range(len(pairs))]
         print(f"| {mode} | " + " | ".join(f"{np.median(np.sqrt(v)):.3f}" for v in colour) + " |")
+    z_l = names.index("z_l")
+    r_mag = meta[f"lens_light-magnitude-{bands[1 if len(bands) > 1 else 0]}"].to_numpy(float)[test]
+    edges = args.magnitude_bins or list(np.quantile(r_mag, np.linspace(0, 1, 6)))
+    bins = [(r_mag >= lo) & (r_mag <= hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    print(
+        f"\nz_l by gradient boosting ({args.draws} noisy copies of each training image; mean +- sd over "
+        f"{args.repeats} draws), and its rms error by the lens's {bands[1 if len(bands) > 1 else 0]} magnitude"
+    )
+    heads = [f"{lo:.2f}-{hi:.2f} ({m.sum()})" for lo, hi, m in zip(edges[:-1], edges[1:], bins, strict=True)]
+    print("| features | z_l R^2 | " + " | ".join(heads) + " |")
+    print("|---|---:|" + "---:|" * len(bins))
+    truth = theta[test, z_l]
+    for mode, cov in {"true light": None, **covs}.items():
+        predictions = [
+            boosted_predictions(features, cov, theta[:, z_l], train, test, args.draws, rng)
+            for _ in range(1 if cov is None else args.repeats)
+        ]
+        r2 = [1.0 - np.mean((p - truth) ** 2) / truth.var() for p in predictions]
+        rms = np.mean([[np.sqrt(np.mean((p - truth)[m] ** 2)) for m in bins] for p in predictions], axis=0)
+        print(
+            f"| {mode} | {np.mean(r2):.3f} +- {np.std(r2):.3f} | "
+            + " | ".join(f"{v:.4f}" for v in rms)
+            + " |"
+        )
     shape_modes = [m.removeprefix("shapes free, ") for m in covs if m.startswith("shapes free")]
     if shape_modes:
         print("\nWith every shape free: median error of the lens's log10 size [dex] and of theta_E [arcsec]")

@@ -146,3 +146,55 @@ def test_a_rendering_that_differs_from_the_plane_is_refused() -> None:
     wider = np.roll(lens[0, 0], 1, axis=0)
     with pytest.raises(RuntimeError, match="differs from deeplenstronomy"):
         bench.amplitude(lens[0, 0], wider, "shifted by a pixel")
+
+
+def test_the_seeing_prior_is_the_images_spread_and_must_vary() -> None:
+    bench = load_benchmark("deblending_limit")
+    meta = pd.DataFrame({"seeing-g": [1.0, 1.2, 1.4], "seeing-r": [0.9, 0.9, 1.5]})
+    priors = bench.seeing_priors(meta, ["g", "r"])
+    assert [(p, b) for p, b, _ in priors] == [("psf", "g"), ("psf", "r")]
+    np.testing.assert_allclose([w for *_, w in priors], [1 / np.var([1.0, 1.2, 1.4]), 1 / 0.08])
+    with pytest.raises(ValueError, match="seeing-g"):
+        bench.seeing_priors(pd.DataFrame({"seeing-g": [1.1, 1.1]}), ["g"])
+
+
+@pytest.mark.slow
+def test_freeing_the_seeing_moves_one_band_and_keeps_the_flux() -> None:
+    """The seeing's derivative of an image: zero outside its band, and flux-conserving (a PSF moves light, it
+    does not make any): the derivative's sum is tiny against its absolute sum (the stamp's edge loses a little)."""
+    bench = load_benchmark("deblending_limit")
+    from lenspipe.config import load_config
+
+    config = load_config(REPO / "config" / "physical.yaml")
+    meta, _, covs, _ = bench.simulate(config, 4, 4, shapes=True, seeing=True)
+    for mode in ("source known", "source free"):
+        known, free = covs[f"shapes free, {mode}"], covs[f"shapes free, {mode}, seeing free"]
+        # one more unknown never makes anything more precise, and the seeing does cost something
+        assert np.all(np.diagonal(free - known, axis1=1, axis2=2) >= -1e-12)
+        assert np.all(np.diagonal(free - known, axis1=1, axis2=2)[:, -2] > 0)  # the lens's size
+    renderer = bench.Renderer(meta, 0, "g", 64)
+    for d in renderer.seeing_derivatives():
+        assert abs(d.sum()) < 0.01 * np.abs(d).sum()
+
+
+def test_the_boosted_reader_finds_a_clean_signal_and_nothing_in_noise() -> None:
+    """z_l read from features: the true features give it back (a smooth function of one column); features buried
+    in noise (huge covariance) give nothing (R^2 ~0)."""
+    bench = load_benchmark("deblending_limit")
+    rng = np.random.default_rng(5)
+    n = 3000
+    features = np.column_stack(
+        [rng.normal(20, 1, (n, 3)), rng.normal(1, 0.3, (n, 2)), rng.normal(0, 1, (n, 2))]
+    )
+    features[:, 3] = features[:, 0] - features[:, 1]  # colours are magnitude differences
+    features[:, 4] = features[:, 1] - features[:, 2]
+    target = 0.1 * features[:, 3] + 0.3
+    train, test = slice(0, 2500), slice(2500, None)
+
+    def r2(cov: np.ndarray | None) -> float:
+        p = bench.boosted_predictions(features, cov, target, train, test, 2, np.random.default_rng(1))
+        return 1 - np.mean((p - target[test]) ** 2) / target[test].var()
+
+    assert r2(None) > 0.99
+    buried = np.repeat(np.diag([1e4] * 5)[None], n, 0)
+    assert r2(buried) < 0.05  # it over-fits pure noise a little (R^2 ~ -0.1): nothing found
