@@ -25,11 +25,15 @@ images (1 / its variance per band).
 The oracle's features (lenspipe.limits: magnitudes, colours, log size, theta_E) get each image's errors drawn from
 its covariance (bands correlated through the shared source and shapes), and the same k-NN regression (trained on
 noisy features too, as an estimator learns from noisy images) gives R^2 per parameter on the last
-`--test-fraction` of the images. A Gaussian (Fisher) approximation: it says what precision the images allow, not
-that a fit attains it.
+`--test-fraction` of the images (one draw of the errors). The k-NN reads noisy features poorly (it smooths over its
+neighbours), so z_l is also read by gradient boosting trained on `--draws` noisy copies of each training image,
+averaged over `--repeats` draws, with its rms error per bin of the lens's r magnitude (the bins of
+benchmarks/error_by_brightness.py, which reads an estimator's error the same way). A Gaussian (Fisher)
+approximation read by one regression: it says what precision the images allow, not that a fit attains it.
 
 Usage: .venv/bin/python benchmarks/deblending_limit.py [--config config/physical.yaml] [--images 10000]
-       [--shard-size 1000] [--test-fraction 0.1] [--seed 0] [--shapes [--seeing]]
+       [--shard-size 1000] [--test-fraction 0.1] [--seed 0] [--shapes [--seeing]] [--draws 10] [--repeats 3]
+       [--magnitude-bins 15 17.8 18.5 19 19.7 22.5] [--save bound.npz]
 """
 
 from __future__ import annotations
@@ -466,12 +470,17 @@ def main() -> None:
         colour = [cov[:, k, k] + cov[:, k + 1, k + 1] - 2 * cov[:, k, k + 1] for k in range(len(pairs))]
         print(f"| {mode} | " + " | ".join(f"{np.median(np.sqrt(v)):.3f}" for v in colour) + " |")
     z_l = names.index("z_l")
-    r_mag = meta[f"lens_light-magnitude-{bands[1 if len(bands) > 1 else 0]}"].to_numpy(float)[test]
+    band = "r" if "r" in bands else bands[0]
+    r_mag = meta[f"lens_light-magnitude-{band}"].to_numpy(float)[test]
     edges = args.magnitude_bins or list(np.quantile(r_mag, np.linspace(0, 1, 6)))
-    bins = [(r_mag >= lo) & (r_mag <= hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    last = len(edges) - 2  # bins [lo, hi), the last one [lo, hi], as benchmarks/error_by_brightness.py
+    bins = [
+        (r_mag >= lo) & ((r_mag < hi) if k < last else (r_mag <= hi))
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+    ]
     print(
         f"\nz_l by gradient boosting ({args.draws} noisy copies of each training image; mean +- sd over "
-        f"{args.repeats} draws), and its rms error by the lens's {bands[1 if len(bands) > 1 else 0]} magnitude"
+        f"{args.repeats} draws), and its rms error by the lens's {band} magnitude"
     )
     heads = [f"{lo:.2f}-{hi:.2f} ({m.sum()})" for lo, hi, m in zip(edges[:-1], edges[1:], bins, strict=True)]
     print("| features | z_l R^2 | " + " | ".join(heads) + " |")
