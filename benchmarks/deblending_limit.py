@@ -188,6 +188,7 @@ def boosted_predictions(
     copies = 1 if covariance is None else draws
     x_train, x_test = noisy(train, copies), noisy(test, 1)
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std[std == 0] = 1.0  # a constant feature (e.g. one band: no colour) carries nothing
     model = HistGradientBoostingRegressor(max_iter=500, learning_rate=0.05, random_state=0)
     model.fit((x_train - mean) / std, np.tile(target[train], copies))
     return model.predict((x_test - mean) / std)
