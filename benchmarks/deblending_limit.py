@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from lenspipe import deeplens
 from lenspipe.config import load_config
-from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits
+from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits, magnitude_bins
 from lenspipe.rule_params import simulate_params
 from lenspipe.simulate import SimulationSettings
 
@@ -473,12 +473,7 @@ def main() -> None:
     z_l = names.index("z_l")
     band = "r" if "r" in bands else bands[0]
     r_mag = meta[f"lens_light-magnitude-{band}"].to_numpy(float)[test]
-    edges = args.magnitude_bins or list(np.quantile(r_mag, np.linspace(0, 1, 6)))
-    last = len(edges) - 2  # bins [lo, hi), the last one [lo, hi], as benchmarks/error_by_brightness.py
-    bins = [
-        (r_mag >= lo) & ((r_mag < hi) if k < last else (r_mag <= hi))
-        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
-    ]
+    edges, bins = magnitude_bins(r_mag, args.magnitude_bins)
     print(
         f"\nz_l by gradient boosting ({args.draws} noisy copies of each training image; mean +- sd over "
         f"{args.repeats} draws), and its rms error by the lens's {band} magnitude"

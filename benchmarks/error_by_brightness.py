@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenspipe.limits import magnitude_bins
 from lenspipe.sample import open_samples
 from lenspipe.store import open_store
 
@@ -30,8 +31,7 @@ def binned_errors(
     error = samples.mean(axis=1) - truth
     width = samples.std(axis=1)
     out = []
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
-        inside = (magnitude >= lo) & ((magnitude < hi) if k < len(edges) - 2 else (magnitude <= hi))
+    for inside in magnitude_bins(magnitude, edges)[1]:
         if not inside.any():
             out.append((0, float("nan"), float("nan")))
             continue
@@ -59,7 +59,7 @@ def main() -> None:
     if args.parameter not in names:
         raise SystemExit(f"--parameter: expected one of {', '.join(names)}, got {args.parameter!r}")
     truth = test.theta[:, names.index(args.parameter)].astype(float)
-    edges = args.magnitude_bins or list(np.quantile(magnitude, np.linspace(0, 1, 6)))
+    edges = magnitude_bins(magnitude, args.magnitude_bins)[0]
     heads = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     print(f"{args.run}: {len(truth)} test images; {args.parameter}, by the lens's {args.band} magnitude")
     print("| estimator | R^2 | what | " + " | ".join(heads) + " |")

@@ -105,3 +105,18 @@ def lens_light_limits(
         n: None if n == "theta_E" else float(r2_score(test_theta[:, i], predicted[:, i]))
         for i, n in enumerate(names)
     }
+
+
+def magnitude_bins(
+    magnitude: np.ndarray, edges: Sequence[float] | None = None
+) -> tuple[list[float], list[np.ndarray]]:
+    """Bin edges (default: the fifths of `magnitude`) and each bin's mask, [edges[k], edges[k+1]) with the last bin
+    closed: the lens-brightness bins in which the benchmarks set an estimator's error beside the bound's."""
+    magnitude = np.asarray(magnitude, float)
+    edges = list(edges) if edges else [float(e) for e in np.quantile(magnitude, np.linspace(0.0, 1.0, 6))]
+    last = len(edges) - 2
+    masks = [
+        (magnitude >= lo) & ((magnitude < hi) if k < last else (magnitude <= hi))
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+    ]
+    return edges, masks

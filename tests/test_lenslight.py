@@ -433,3 +433,19 @@ def test_tiny_physical_study_end_to_end_and_exact_reruns(tmp_path) -> None:  # n
         "evaluate": ["estimator=maf"],
         "compare": [""],
     }
+
+
+def test_magnitude_bins_are_half_open_with_the_last_closed() -> None:
+    """The benchmarks' brightness bins: [lo, hi) each, the last [lo, hi]; by default the fifths."""
+    from lenspipe.limits import magnitude_bins
+
+    magnitude = np.array([15.0, 16.0, 17.0, 17.0, 18.0, 19.0])
+    edges, masks = magnitude_bins(magnitude, [15.0, 17.0, 19.0])
+    assert edges == [15.0, 17.0, 19.0]
+    assert [m.tolist() for m in masks] == [
+        [True, True, False, False, False, False],
+        [False, False, True, True, True, True],
+    ]
+    edges, masks = magnitude_bins(np.arange(100.0))
+    assert len(edges) == 6 and edges[0] == 0.0 and edges[-1] == 99.0
+    assert [int(m.sum()) for m in masks] == [20, 20, 20, 20, 20]
