@@ -48,7 +48,13 @@ from tqdm import tqdm
 
 from lenspipe import deeplens
 from lenspipe.config import load_config
-from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits, magnitude_bins
+from lenspipe.limits import (
+    lens_light_columns,
+    lens_light_features,
+    lens_light_limits,
+    magnitude_bins,
+    perturbed_features,
+)
 from lenspipe.rule_params import simulate_params
 from lenspipe.simulate import SimulationSettings
 
@@ -110,12 +116,9 @@ def with_correlated_errors(
         where += [columns["log_size"].start, columns["theta_E"].start]
     elif covariance.shape[1] != n_bands:
         raise ValueError(f"covariance: expected {n_bands} or {n_bands + 2} rows, got {covariance.shape[1]}")
-    out = features.copy()
     chol = np.linalg.cholesky(covariance)
-    out[:, where] += np.einsum("nij,nj->ni", chol, rng.standard_normal((len(out), len(where))))
-    mags = out[:, columns["magnitudes"]]
-    out[:, columns["colours"]] = mags[:, :-1] - mags[:, 1:]
-    return out
+    offsets = np.einsum("nij,nj->ni", chol, rng.standard_normal((len(features), len(where))))
+    return perturbed_features(features, offsets, where)
 
 
 # deeplenstronomy's metadata columns of the lens light, the SIE and the source light (suffix -<band>)

@@ -48,7 +48,7 @@ import torch
 from lenspipe.depth import FWHM_PER_SIGMA, image_depths
 from lenspipe.embedding import EmbeddingSettings, LensCNN
 from lenspipe.lenslight import PREFIX
-from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits
+from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits, perturbed_features
 from lenspipe.store import Store, open_store
 
 APERTURES_ARCSEC = (1.0, 2.0, 4.0)
@@ -77,12 +77,8 @@ def with_magnitude_errors(
 ) -> np.ndarray:
     """The oracle's `features` with each band's magnitude perturbed by a Gaussian of `errors` (n x bands, or one
     value for all), and the colours recomputed from the perturbed magnitudes."""
-    features = features.copy()
-    columns = lens_light_columns(len(bands))
-    mags = features[:, columns["magnitudes"]]
-    mags += rng.normal(size=mags.shape) * errors
-    features[:, columns["colours"]] = mags[:, :-1] - mags[:, 1:]
-    return features
+    offsets = rng.normal(size=(len(features), len(bands))) * errors
+    return perturbed_features(features, offsets, range(len(bands)))
 
 
 def noisy_features(

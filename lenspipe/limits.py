@@ -56,6 +56,18 @@ def lens_light_columns(n_bands: int) -> dict[str, slice]:
     }
 
 
+def perturbed_features(features: np.ndarray, offsets: np.ndarray, where: Sequence[int]) -> np.ndarray:
+    """A copy of the oracle's `features` (lens_light_columns' layout) with `offsets` (n, len(where)) added to the
+    columns `where`, the colours then recomputed from the magnitudes: how every benchmark gives the oracle errors."""
+    n_bands = (features.shape[1] - 1) // 2  # magnitudes, colours, log size, theta_E
+    columns = lens_light_columns(n_bands)
+    out = np.array(features, float)
+    out[:, list(where)] += offsets
+    mags = out[:, columns["magnitudes"]]
+    out[:, columns["colours"]] = mags[:, :-1] - mags[:, 1:]
+    return out
+
+
 def lens_light_features(metadata, theta: np.ndarray, names: Sequence[str]) -> np.ndarray | None:  # noqa: ANN001
     """Per image: the true lens magnitudes, colours (neighbouring bands), log10 size and theta_E of the physical
     lens light (lenspipe.lenslight's `lens_light-` metadata columns), laid out as lens_light_columns says; None

@@ -13,7 +13,13 @@ import pytest
 from lenspipe import deeplens, lenslight
 from lenspipe.config import check_config, load_config
 from lenspipe.errors import ConfigError, DataError
-from lenspipe.limits import lens_light_columns, lens_light_features, lens_light_limits, theta_e_limits
+from lenspipe.limits import (
+    lens_light_columns,
+    lens_light_features,
+    lens_light_limits,
+    perturbed_features,
+    theta_e_limits,
+)
 from lenspipe.priors import Cosmology, einstein_radius
 from lenspipe.rule_params import simulate_params
 
@@ -377,6 +383,21 @@ def test_oracle_features_are_laid_out_as_the_columns_say(physical_batch: deeplen
     )
     np.testing.assert_array_equal(features[:, columns["theta_E"]][:, 0], theta[:, 1])
     assert sum(c.stop - c.start for c in columns.values()) == features.shape[1]
+
+
+def test_perturbed_features_move_the_named_columns_and_recompute_the_colours() -> None:
+    """Offsets land on the named columns only; the colours follow the perturbed magnitudes (the input untouched)."""
+    columns = lens_light_columns(3)
+    features = np.array([[21.0, 19.5, 19.0, 1.5, 0.5, 0.1, 1.2], [20.0, 19.0, 18.8, 1.0, 0.2, 0.0, 0.9]])
+    before = features.copy()
+    out = perturbed_features(
+        features, np.array([[0.1, -0.2, 0.0, 0.05], [0.0, 0.0, 0.3, -0.1]]), [0, 1, 2, 6]
+    )
+    np.testing.assert_allclose(out[:, columns["magnitudes"]], [[21.1, 19.3, 19.0], [20.0, 19.0, 19.1]])
+    np.testing.assert_allclose(out[:, columns["colours"]], [[1.8, 0.3], [1.0, -0.1]])
+    np.testing.assert_array_equal(out[:, columns["log_size"]], before[:, columns["log_size"]])
+    np.testing.assert_allclose(out[:, columns["theta_E"]][:, 0], [1.25, 0.8])
+    np.testing.assert_array_equal(features, before)
 
 
 def test_deeplenstronomy_userdist_cannot_hand_over_per_image_values(tmp_path) -> None:  # noqa: ANN001
